@@ -1,0 +1,63 @@
+"""The ``lpt`` command.
+
+Subcommands come from the modules listed in ``_CORE_MODULES`` (each exposes
+``register(subparsers)``) and from installed plugins in the entry-point group ``lpt.commands``
+(the service in ``app`` registers itself there), so this library never imports ``app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+_CORE_MODULES = (
+    "lpt_core.cli.info",
+    "lpt_core.cli.data",
+    "lpt_core.cli.train",
+    "lpt_core.cli.pipeline",
+    "lpt_core.cli.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every core and plugin subcommand registered."""
+    parser = argparse.ArgumentParser(prog="lpt", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _CORE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a part not built in this checkout
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    for ep in entry_points(group="lpt.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lpt`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        # Expected, user-facing failures: one clear line, no traceback (use -v for it).
+        if args.verbose:
+            raise
+        print(f"lpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: dataset sources, long-tailed construction, prepared storage, samplers, transforms, shift batches."""

@@ -1,0 +1,179 @@
+"""Prepared datasets on disk: memory-mappable uint8 image arrays plus a manifest.
+
+Layout of a prepared dataset directory::
+
+    dataset.json                 name, source, class names, training counts, profile, hashes
+    train/ val/ test/            one folder per split
+        images.npy               uint8 (N, H, W, 3), memory-mappable
+        labels.npy               int64 (N,)
+        manifest.csv             id, label, source_index, split, sha256
+
+Loaders hand arrays straight to batched tensor code: no per-image PIL work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """Images (uint8, N x H x W x 3) with int64 labels; ``ids`` and ``source_index`` are optional."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray | None = None
+    source_index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        check_images(self.images, "images")
+        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+            raise ValueError(
+                f"labels must be 1-D with one entry per image: got shape {self.labels.shape} "
+                f"for {len(self.images)} images"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> ArraySplit:
+        """The rows ``index`` of this split (copies into memory)."""
+        pick = lambda a: None if a is None else np.asarray(a)[index]  # noqa: E731
+        return ArraySplit(
+            np.ascontiguousarray(self.images[index]),
+            np.asarray(self.labels[index], dtype=np.int64),
+            pick(self.ids),
+            pick(self.source_index),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A long-tailed training split, a held-out validation split and a balanced test split."""
+
+    train: ArraySplit
+    val: ArraySplit
+    test: ArraySplit
+    class_names: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """Training-image count per class (after the validation hold-out), int64 (C,)."""
+        return np.bincount(self.train.labels, minlength=self.num_classes).astype(np.int64)
+
+
+def check_images(images: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` unless ``images`` is a uint8 (N, H, W, 3) array."""
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"{what} must be a numpy array, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8, got {images.dtype}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{what} must have shape (N, H, W, 3), got {images.shape}")
+
+
+def image_hashes(images: np.ndarray) -> np.ndarray:
+    """sha256 hex digest of each image's bytes (used for ids and train/test overlap checks)."""
+    return np.array([hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images])
+
+
+def array_hash(*arrays: np.ndarray) -> str:
+    """One sha256 over the shapes, dtypes and bytes of ``arrays`` (a content version)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def save_prepared(root: str | Path, data: PreparedDataset) -> Path:
+    """Write ``data`` to ``root`` atomically (a temp dir renamed into place); returns ``root``."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        hashes = {}
+        for name in SPLITS:
+            split = getattr(data, name)
+            hashes[name] = _save_split(tmp / name, split, name)
+        meta = dict(data.meta)
+        meta.update(
+            class_names=list(data.class_names),
+            num_classes=data.num_classes,
+            train_class_counts=data.class_counts.tolist(),
+            sizes={name: len(getattr(data, name)) for name in SPLITS},
+            image_shape=list(data.train.images.shape[1:]),
+            content_hashes=hashes,
+        )
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def _save_split(folder: Path, split: ArraySplit, name: str) -> str:
+    folder.mkdir(parents=True)
+    np.save(folder / "images.npy", np.ascontiguousarray(split.images))
+    np.save(folder / "labels.npy", split.labels.astype(np.int64))
+    sha = image_hashes(split.images)
+    ids = split.ids if split.ids is not None else np.array([f"{name}-{i:07d}" for i in range(len(split))])
+    src = split.source_index if split.source_index is not None else np.arange(len(split))
+    pd.DataFrame(
+        {"id": ids, "label": split.labels, "source_index": src, "split": name, "sha256": sha}
+    ).to_csv(folder / "manifest.csv", index=False)
+    return array_hash(split.images, split.labels)
+
+
+def load_prepared(root: str | Path, *, mmap: bool = True) -> PreparedDataset:
+    """Load a prepared dataset; image arrays are memory-mapped unless ``mmap=False``."""
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not a prepared dataset (no dataset.json); run the prepare stage "
+            f"(`dvc repro prepare` or `lpt prepare`) first"
+        )
+    meta = json.loads(meta_path.read_text())
+    splits = {name: load_split(root / name, mmap=mmap) for name in SPLITS}
+    return PreparedDataset(**splits, class_names=list(meta["class_names"]), meta=meta)
+
+
+def load_split(folder: str | Path, *, mmap: bool = True) -> ArraySplit:
+    """Load one split folder written by :func:`save_prepared`."""
+    folder = Path(folder)
+    for f in ("images.npy", "labels.npy", "manifest.csv"):
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"prepared split {folder} is missing {f}")
+    try:
+        images = np.load(folder / "images.npy", mmap_mode="r" if mmap else None)
+        labels = np.load(folder / "labels.npy")
+    except ValueError as exc:
+        raise ValueError(f"prepared split {folder} has a corrupt array file: {exc}") from exc
+    manifest = pd.read_csv(folder / "manifest.csv")
+    if len(manifest) != len(labels):
+        raise ValueError(f"{folder}/manifest.csv has {len(manifest)} rows for {len(labels)} labels")
+    return ArraySplit(
+        images, labels.astype(np.int64), manifest["id"].to_numpy(str), manifest["source_index"].to_numpy()
+    )
