@@ -1,0 +1,131 @@
+"""Service settings, read from environment variables (``LPT_*``) into one frozen dataclass.
+
+There is no global settings object: call :func:`load_settings` (or ``Settings.from_env``) at the
+edge (CLI, scheduler, dashboard) and pass the values down explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB_URL = "sqlite:///lpt_store.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; each field maps to the env variable ``LPT_<FIELD>`` (upper case)."""
+
+    db_url: str = DEFAULT_DB_URL
+    reports_dir: str = "reports"
+    shifts_dir: str = "data/shifts"
+    incoming_dir: str = "data/incoming"
+    models_dir: str = "models"
+    results_dir: str = "results"
+    prepared_dir: str = "data/prepared"
+    schedule_time: str = "02:30"
+    schedule_tz: str = "UTC"
+    code_version: str = ""
+    eval_device: str = "cpu"
+    eval_batch_size: int = 256
+    backbone_weights: str = ""
+    gate_recent_batches: int = 5
+    gate_min_gain: float = 0.0
+    gate_max_clean_drop: float = 0.01
+    alert_alpha: float = 0.05
+    lock_path: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); unset variables keep their defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = f"LPT_{f.name.upper()}"
+            if key in env:
+                values[f.name] = _parse(f.name, f.type, env[key], key)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting whose value is out of range."""
+        hour, minute = self.schedule_hour_minute
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError(f"LPT_SCHEDULE_TIME must be HH:MM within a day, got {self.schedule_time!r}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"LPT_EVAL_BATCH_SIZE must be >= 1, got {self.eval_batch_size}")
+        if self.gate_recent_batches < 1:
+            raise ValueError(f"LPT_GATE_RECENT_BATCHES must be >= 1, got {self.gate_recent_batches}")
+        if not 0.0 < self.alert_alpha < 1.0:
+            raise ValueError(f"LPT_ALERT_ALPHA must be in (0, 1), got {self.alert_alpha}")
+        if self.gate_max_clean_drop < 0.0:
+            raise ValueError(f"LPT_GATE_MAX_CLEAN_DROP must be >= 0, got {self.gate_max_clean_drop}")
+
+    @property
+    def schedule_hour_minute(self) -> tuple[int, int]:
+        """``schedule_time`` parsed as (hour, minute)."""
+        parts = self.schedule_time.split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"LPT_SCHEDULE_TIME must look like HH:MM, got {self.schedule_time!r}")
+        return int(parts[0]), int(parts[1])
+
+    @property
+    def resolved_code_version(self) -> str:
+        """``code_version`` if set, else lpt_core's version plus the git commit when available."""
+        return self.code_version or default_code_version()
+
+    @property
+    def resolved_lock_path(self) -> Path:
+        """The job lock file: ``lock_path`` if set, else next to the SQLite file or in reports_dir."""
+        if self.lock_path:
+            return Path(self.lock_path)
+        if self.db_url.startswith("sqlite:///") and self.db_url != "sqlite:///:memory:":
+            return Path(self.db_url[len("sqlite:///"):] + ".job.lock")
+        return Path(self.reports_dir) / ".lpt_job.lock"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (tests and the CLI use it for overrides)."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def load_settings() -> Settings:
+    """The settings of this process, from its environment."""
+    return Settings.from_env()
+
+
+def _parse(name: str, type_name: Any, raw: str, key: str) -> Any:
+    """Convert one env string to the field's type, naming the variable on failure."""
+    type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a {type_name}, got {raw!r}") from None
+    return raw
+
+
+def default_code_version() -> str:
+    """``lpt_core.__version__`` plus ``+g<short commit>`` when the package lives in a git checkout."""
+    import lpt_core
+
+    version = getattr(lpt_core, "__version__", "0")
+    root = Path(lpt_core.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return version
+    commit = out.stdout.strip()
+    return f"{version}+g{commit}" if commit else version
