@@ -1,0 +1,62 @@
+"""Shared plumbing of the stage entry points: argument parsing, logging, device choice, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lpt_core.config import load_section
+
+C = TypeVar("C")
+
+
+def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the ``--params`` option every stage takes."""
+    parser = argparse.ArgumentParser(prog=f"python -m lpt_core.pipeline.{stage}", description=description)
+    parser.add_argument("--params", required=True, type=Path, help="params.yaml to read the stage's section from")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    return parser
+
+
+def setup_logging() -> None:
+    """INFO logging to stderr (DVC shows it while the stage runs)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def section(params: Path, name: str, cls: type[C]) -> C:
+    """The params section ``name`` as the frozen dataclass ``cls``."""
+    return load_section(params, name, cls)
+
+
+def default_device(device: str | None) -> str:
+    """``device`` if given, else "cuda" when a GPU is visible, else "cpu"."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and set up logging."""
+    args = parser.parse_args(argv)
+    setup_logging()
+    return args

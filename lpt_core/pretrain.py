@@ -1,0 +1,333 @@
+"""The quickstart backbone: a small timm ViT pretrained on Fashion-MNIST base classes.
+
+LPT (Dong et al., "LPT: Long-tailed Prompt Tuning for Image Classification", ICLR 2023) tunes
+prompts on a *pretrained, frozen* ViT that never saw the target labels (ImageNet-21k weights for
+CIFAR-100-LT). No weights can be downloaded offline, so the quickstart mirrors that setting with a
+base/novel split of Fashion-MNIST: the backbone is trained supervised (cross-entropy, AdamW,
+cosine schedule, light batched augmentation) on every training image of five *base* classes, and
+the long-tailed target task uses the other five (*novel*) classes only.
+
+The result is a timm-loadable state dict (``model.safetensors``, no classifier head) plus
+``backbone.json`` with the exact ``timm.create_model`` kwargs, so that
+``timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path}, **kwargs)``
+(or ``lpt_core.models.backbone.create_backbone(name, weights=path, **kwargs)``) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "backbone.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The ``pretrain`` section of params.yaml (see docs/PIPELINE.md)."""
+
+    base_classes: tuple[str, ...] = ("T-shirt/top", "Trouser", "Pullover", "Sandal", "Bag")
+    model_name: str = "vit_tiny_patch16_224"
+    img_size: int = 32
+    patch_size: int = 4
+    embed_dim: int = 128
+    depth: int = 6
+    num_heads: int = 4
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    label_smoothing: float = 0.1
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    hflip: bool = True
+    max_train_images: int = 0  # 0 = every training image of the base classes
+    max_eval_images: int = 0  # 0 = every test image of the base classes
+    seed: int = 0
+    num_threads: int = 0  # 0 = torch's default
+
+
+def backbone_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
+    """The ``timm.create_model`` keyword arguments that rebuild the headless backbone."""
+    return {
+        "img_size": cfg.img_size,
+        "patch_size": cfg.patch_size,
+        "embed_dim": cfg.embed_dim,
+        "depth": cfg.depth,
+        "num_heads": cfg.num_heads,
+        "num_classes": 0,
+    }
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one (optionally gzipped) IDX file as a uint8 array (images (N,H,W) or labels (N,))."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not a uint8 IDX file (magic bytes {raw[:4]!r})")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(dims):
+        raise ValueError(f"{path}: header says {dims} ({math.prod(dims)} values), file has {data.size}")
+    return data.reshape(dims)
+
+
+def load_base_split(root: str | Path, split: str, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST ``split`` ("train"/"test") restricted to ``class_names``, labels remapped to 0..K-1.
+
+    Returns grayscale uint8 images (N, 28, 28) and int64 labels (N,).
+    """
+    unknown = [c for c in class_names if c not in FASHION_MNIST_CLASSES]
+    if unknown or not class_names:
+        raise ValueError(f"base classes {unknown or '(none)'} are not Fashion-MNIST classes {FASHION_MNIST_CLASSES}")
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(root)
+    files = [root / f"{prefix}-{kind}-idx{n}-ubyte.gz" for kind, n in (("images", 3), ("labels", 1))]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST files {missing} not found; install Debian's dataset-fashion-mnist "
+            f"(apt-get install dataset-fashion-mnist) or pass --data-root"
+        )
+    images, labels = read_idx(files[0]), read_idx(files[1])
+    original = [FASHION_MNIST_CLASSES.index(c) for c in class_names]
+    keep = np.isin(labels, original)
+    remap = np.full(len(FASHION_MNIST_CLASSES), -1, dtype=np.int64)
+    remap[original] = np.arange(len(original))
+    return np.ascontiguousarray(images[keep]), remap[labels[keep]]
+
+
+def _to_float3(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B,H,W) or (B,H,W,3) -> float (B,3,H,W) in [0, 1]."""
+    x = x.float().div_(255.0)
+    return x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+
+
+def augment_batch(
+    x: torch.Tensor, size: int, generator: torch.Generator, scale: tuple[float, float], hflip: bool
+) -> torch.Tensor:
+    """Batched RandomResizedCrop(size, scale) + horizontal flip, normalised with mean = std = 0.5."""
+    b = x.shape[0]
+    img = _to_float3(x)
+    u = torch.rand(b, 4, generator=generator, device=x.device)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_r = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1]
+    w = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)
+    h = torch.sqrt(area / torch.exp(log_r)).clamp(max=1.0)
+    tx, ty = (1 - w) * (2 * u[:, 2] - 1), (1 - h) * (2 * u[:, 3] - 1)
+    flip = torch.ones(b, device=x.device)
+    if hflip:
+        flip = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, tx, h, ty
+    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (out - 0.5) / 0.5
+
+
+def eval_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize to size*256/224 then centre-crop ``size`` (the evaluation transform), normalised."""
+    img = _to_float3(x)
+    big = int(size * 256 / 224)
+    img = F.interpolate(img, size=(big, big), mode="bilinear", align_corners=False, antialias=True)
+    top = (big - size) // 2
+    return (img[:, :, top : top + size, top : top + size] - 0.5) / 0.5
+
+
+def build_model(cfg: PretrainConfig, num_classes: int) -> torch.nn.Module:
+    """The ViT with a ``num_classes`` head for supervised pretraining (random init, no download)."""
+    import timm
+
+    kwargs = backbone_kwargs(cfg) | {"num_classes": num_classes}
+    return timm.create_model(cfg.model_name, pretrained=False, **kwargs)
+
+
+def _lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up then cosine decay to zero, per optimiser step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_backbone(
+    cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray, *, device: torch.device
+) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """Supervised training of the ViT on (images, labels); returns the model and per-epoch history."""
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # timm's weight init draws from the global RNG
+    model = build_model(cfg, int(labels.max()) + 1).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
+    steps_per_epoch = len(labels) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(labels)} training images")
+    total, step, history = cfg.epochs * steps_per_epoch, 0, []
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(len(labels), generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for i in bar:
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            x = augment_batch(x_all[idx].to(device), cfg.img_size, gen, cfg.crop_scale, cfg.hflip)
+            y = y_all[idx].to(device)
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total, cfg)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen})
+        log.info("pretrain epoch %d: loss %.4f train acc %.4f", epoch + 1, loss_sum / seen, correct / seen)
+    return model, history
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, size: int, *, device: torch.device, batch_size: int = 500
+) -> float:
+    """Top-1 accuracy of ``model`` on (images, labels) with the evaluation transform."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        x = eval_batch(torch.from_numpy(images[i : i + batch_size]).to(device), size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            pred = model(x).argmax(1).cpu()
+        correct += int((pred == torch.from_numpy(labels[i : i + batch_size])).sum())
+    return correct / max(1, len(labels))
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the sorted names, dtypes, shapes and bytes of a state dict."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def headless_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without the classifier head (what the frozen backbone loads)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("head.")}
+
+
+def save_backbone(out_dir: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` + ``backbone.json`` into ``out_dir`` atomically; returns ``out_dir``."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_backbone(out_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the frozen headless backbone from ``out_dir`` through timm; checks the fingerprint."""
+    import timm
+
+    out_dir = Path(out_dir)
+    meta_path, weights = out_dir / META_FILE, out_dir / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no backbone ({META_FILE} + {WEIGHTS_FILE}); run the pretrain stage")
+    meta = json.loads(meta_path.read_text())
+    model = timm.create_model(
+        meta["timm_name"], pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **meta["timm_kwargs"]
+    )
+    found = state_fingerprint(model.state_dict())
+    if found != meta["fingerprint"]:
+        raise ValueError(f"backbone in {out_dir} has fingerprint {found}, its {META_FILE} says {meta['fingerprint']}")
+    return model.eval().requires_grad_(False), meta
+
+
+def _subsample(images: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of ``limit`` rows (all rows when limit is 0)."""
+    if limit <= 0 or limit >= len(labels):
+        return images, labels
+    idx = np.sort(np.random.default_rng(seed).choice(len(labels), size=limit, replace=False))
+    return images[idx], labels[idx]
+
+
+def pretrain(cfg: PretrainConfig, data_root: str | Path, out_dir: str | Path, *, device: str | None = None) -> dict[str, Any]:
+    """Pretrain the quickstart backbone on the base classes and save it to ``out_dir``; returns its meta."""
+    import timm
+
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    x_tr, y_tr = _subsample(*load_base_split(data_root, "train", cfg.base_classes), cfg.max_train_images, cfg.seed)
+    x_te, y_te = _subsample(*load_base_split(data_root, "test", cfg.base_classes), cfg.max_eval_images, cfg.seed + 1)
+    log.info("pretraining %s on %d images of %s (device %s)", cfg.model_name, len(y_tr), cfg.base_classes, dev)
+    start = time.perf_counter()
+    model, history = train_backbone(cfg, x_tr, y_tr, device=dev)
+    seconds = time.perf_counter() - start
+    accuracy = evaluate_accuracy(model, x_te, y_te, cfg.img_size, device=dev)
+    state = headless_state(model)
+    meta = {
+        "schema": "lpt-backbone/1",
+        "timm_name": cfg.model_name,
+        "timm_kwargs": backbone_kwargs(cfg),
+        "fingerprint": state_fingerprint(state),
+        "num_params": int(sum(t.numel() for t in state.values())),
+        "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
+        "pretrain_data": {"source": "fashion_mnist", "base_classes": list(cfg.base_classes),
+                          "train_images": int(len(y_tr)), "test_images": int(len(y_te))},
+        "base_class_test_accuracy": accuracy,
+        "epochs": cfg.epochs,
+        "history": history,
+        "train_seconds": round(seconds, 1),
+        "device": str(dev),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()},
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+    }  # fmt: skip
+    save_backbone(out_dir, state, meta)
+    log.info("backbone saved to %s: base-class test accuracy %.4f in %.0f s", out_dir, accuracy, seconds)
+    return meta
