@@ -16,7 +16,6 @@ The result is a timm-loadable state dict (``model.safetensors``, no classifier h
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import math
@@ -236,14 +235,13 @@ def evaluate_accuracy(
     return correct / max(1, len(labels))
 
 
-def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over the sorted names, dtypes, shapes and bytes of a state dict."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+def state_fingerprint(model_name: str, kwargs: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
+    """The backbone fingerprint of ``state`` as ``lpt_core.models.backbone.backbone_fingerprint`` computes it."""
+    from lpt_core.models.backbone import backbone_fingerprint, create_backbone
+
+    model = create_backbone(model_name, seed=0, **kwargs)
+    model.load_state_dict(state, strict=True)
+    return backbone_fingerprint(model)
 
 
 def headless_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -272,20 +270,18 @@ def save_backbone(out_dir: str | Path, state: dict[str, torch.Tensor], meta: dic
 
 def load_backbone(out_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the frozen headless backbone from ``out_dir`` through timm; checks the fingerprint."""
-    import timm
+    from lpt_core.models.backbone import backbone_fingerprint, create_backbone
 
     out_dir = Path(out_dir)
     meta_path, weights = out_dir / META_FILE, out_dir / WEIGHTS_FILE
     if not meta_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{out_dir} holds no backbone ({META_FILE} + {WEIGHTS_FILE}); run the pretrain stage")
     meta = json.loads(meta_path.read_text())
-    model = timm.create_model(
-        meta["timm_name"], pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **meta["timm_kwargs"]
-    )
-    found = state_fingerprint(model.state_dict())
+    model = create_backbone(meta["timm_name"], weights=weights, **meta["timm_kwargs"])
+    found = backbone_fingerprint(model)
     if found != meta["fingerprint"]:
         raise ValueError(f"backbone in {out_dir} has fingerprint {found}, its {META_FILE} says {meta['fingerprint']}")
-    return model.eval().requires_grad_(False), meta
+    return model, meta
 
 
 def _subsample(images: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -315,7 +311,7 @@ def pretrain(cfg: PretrainConfig, data_root: str | Path, out_dir: str | Path, *,
         "schema": "lpt-backbone/1",
         "timm_name": cfg.model_name,
         "timm_kwargs": backbone_kwargs(cfg),
-        "fingerprint": state_fingerprint(state),
+        "fingerprint": state_fingerprint(cfg.model_name, backbone_kwargs(cfg), state),
         "num_params": int(sum(t.numel() for t in state.values())),
         "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
         "pretrain_data": {"source": "fashion_mnist", "base_classes": list(cfg.base_classes),
