@@ -1,0 +1,166 @@
+"""Frozen timm Vision Transformer backbones for LPT (Dong et al., ICLR 2023).
+
+The backbone is built by ``timm.create_model`` and never forked: the prompted model calls it at
+its seams (``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``, ``blocks``, ``norm``,
+``forward_head``). Weights come from timm's hub, from a local file loaded through timm, or from
+a seeded random initialisation (tests, quickstart), and the source is recorded on the model so
+an artifact can rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+SPEC_ATTR = "lpt_backbone_spec"
+
+
+class BackboneUnavailableError(RuntimeError):
+    """The requested backbone weights cannot be obtained (offline, missing file)."""
+
+
+def _unavailable_message(name: str, reason: str) -> str:
+    return (
+        f"backbone {name!r} weights are unavailable ({reason}). Options: pass a local weights file "
+        "with --backbone-weights PATH (weights=PATH); or set HF_HUB_OFFLINE=0 on a machine with "
+        "internet so timm can download them; or set `pretrained: false` for a random init."
+    )
+
+
+def create_backbone(
+    name: str,
+    *,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    img_size: int | None = None,
+    seed: int | None = None,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """Build the timm ViT ``name`` without classifier (``num_classes=0``), frozen and in eval mode.
+
+    ``weights`` (a local .safetensors/.pth/.bin/.npz file) wins over ``pretrained`` (timm hub).
+    With neither, the init is random; ``seed`` makes it reproducible. The build recipe is stored
+    on the model as ``model.lpt_backbone_spec`` (name, weights source, seed, timm kwargs).
+    Raises ``ValueError`` for an unknown model and ``BackboneUnavailableError`` when weights
+    cannot be obtained.
+    """
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
+        raise ValueError(f"unknown timm model {name!r}; similar names: {close}")
+    if "num_classes" in timm_kwargs and timm_kwargs["num_classes"] != 0:
+        raise ValueError(f"backbones are built without classifier; got num_classes={timm_kwargs['num_classes']}")
+    kwargs = dict(timm_kwargs, num_classes=0)
+    if img_size is not None:
+        kwargs["img_size"] = int(img_size)
+    if weights is not None:
+        model = _build_random(name, kwargs, seed)
+        _load_local_weights(model, name, Path(weights))
+        source = f"file:{Path(weights).resolve()}"
+    elif pretrained:
+        model = _build_from_hub(name, kwargs)
+        source = "hub"
+    else:
+        model = _build_random(name, kwargs, seed)
+        source = "random"
+    _check_vit(model, name)
+    model.requires_grad_(False)
+    model.eval()
+    spec = {"name": name, "source": source, "seed": seed, "timm_kwargs": kwargs}
+    setattr(model, SPEC_ATTR, spec)
+    return model
+
+
+def backbone_spec(model: nn.Module) -> dict[str, Any]:
+    """The build recipe recorded by :func:`create_backbone`; raises if the model has none."""
+    spec = getattr(model, SPEC_ATTR, None)
+    if spec is None:
+        raise ValueError("backbone was not built by lpt_core.models.create_backbone (no build spec)")
+    return dict(spec)
+
+
+def _build_random(name: str, kwargs: dict[str, Any], seed: int | None) -> nn.Module:
+    """Random init; with a seed, under a forked RNG so the global RNG state is untouched."""
+    if seed is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _build_from_hub(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:  # hub errors subclass these
+        raise BackboneUnavailableError(_unavailable_message(name, f"{type(exc).__name__}: {exc}")) from exc
+
+
+def _load_local_weights(model: nn.Module, name: str, path: Path) -> None:
+    """Load ``path`` strictly through timm's loaders (classifier keys dropped, pos-embed resized)."""
+    if not path.is_file():
+        raise BackboneUnavailableError(_unavailable_message(name, f"weights file {path} does not exist"))
+    if path.suffix == ".npz":  # big_vision / augreg JAX checkpoints
+        model.load_pretrained(str(path))
+        return
+    state = timm.models.load_state_dict(str(path))
+    classifier = model.pretrained_cfg.get("classifier") or "head"
+    prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(p + "." for p in prefixes))}
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"weights file {path} does not match backbone {name!r}: missing keys {list(missing)[:8]}, "
+            f"unexpected keys {list(unexpected)[:8]}"
+        )
+
+
+def _check_vit(model: nn.Module, name: str) -> None:
+    needed = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm", "forward_head")
+    lacking = [attr for attr in needed if not hasattr(model, attr)]
+    if lacking:
+        raise ValueError(f"timm model {name!r} is not a VisionTransformer-like model (lacks {lacking})")
+
+
+def backbone_fingerprint(model: nn.Module) -> str:
+    """sha256 over the sorted state dict: each entry's name, shape, dtype and raw bytes."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if tensor.device.type == "meta":
+            raise ValueError(f"cannot fingerprint a meta-device backbone (tensor {key!r})")
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(key.encode())
+        digest.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def embed_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Image (B,3,S,S) -> token sequence fed to the first block (timm's own pre-block steps)."""
+    x = model.patch_embed(x)
+    x = model._pos_embed(x)
+    x = model.patch_drop(x)
+    return model.norm_pre(x)
+
+
+def run_block(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+    """One block with ``prompt`` (L,D) or (B,L,D) appended after the tokens and dropped after it."""
+    if prompt is None:
+        return block(x)
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(0)
+    n = x.shape[1]
+    prompt = prompt.expand(x.shape[0], -1, -1).to(x.dtype)
+    return block(torch.cat([x, prompt], dim=1))[:, :n]
+
+
+def pooled_feature(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Final norm then timm's pooling (the cls token for ViT) -> feature (B, D)."""
+    return model.forward_head(model.norm(x), pre_logits=True)

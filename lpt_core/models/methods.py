@@ -1,0 +1,163 @@
+"""The methods compared by the project, behind the ``METHODS`` registry.
+
+- ``lpt``: Long-tailed Prompt Tuning (Dong et al., "LPT: Long-tailed Prompt Tuning for Image
+  Classification", ICLR 2023): phase 1 trains a VPT-deep shared prompt + cosine head; phase 2
+  trains a group prompt pool selected by a query from the phase-1 model, + keys + head.
+- ``vpt``: VPT-deep shared prompt + LPT's cosine head (Jia et al., ECCV 2022), one phase.
+- ``linear``: cosine head on frozen features.
+- ``full_ft``: every backbone weight + cosine head.
+
+LPT reuses blocks 1..K: the query pass and the main pass see the same tokens there, so they
+are computed once and the two passes branch at block K+1 (see docs/METHOD.md for FLOPs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lpt_core.models.backbone import embed_tokens, pooled_feature, run_block
+from lpt_core.models.classifier import Classifier, TrainOutput, make_head
+from lpt_core.models.config import MethodConfig
+from lpt_core.models.prompts import GroupPromptPool, Selection, SharedPrompt, matching_loss
+from lpt_core.registry import Registry
+
+METHODS: Registry[type[Classifier]] = Registry("method")
+
+
+@METHODS.register("linear")
+class LinearClassifier(Classifier):
+    """Cosine head on the frozen backbone's features."""
+
+    method = "linear"
+    phases = ("train",)
+    trainable_prefixes = {"train": ("head.",)}
+    stored_prefixes = ("head.",)
+
+    def __init__(
+        self, backbone: nn.Module, num_classes: int, cfg: MethodConfig, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__(backbone, num_classes, cfg)
+        self.head = make_head(self.embed_dim, num_classes, generator)
+        self.set_phase(self.phases[0])
+
+
+@METHODS.register("full_ft")
+class FullFineTuneClassifier(LinearClassifier):
+    """Every backbone weight and the cosine head are trained; the backbone follows train()."""
+
+    method = "full_ft"
+    trainable_prefixes = {"train": ("backbone.", "head.")}
+    stored_prefixes = ("backbone.", "head.")
+    trains_backbone = True
+
+
+@METHODS.register("vpt")
+class VPTClassifier(Classifier):
+    """VPT-deep: a shared prompt of L tokens in every block, cosine head."""
+
+    method = "vpt"
+    phases = ("phase1",)
+    trainable_prefixes = {"phase1": ("shared_prompt.", "head.")}
+    stored_prefixes = ("shared_prompt.", "head.")
+
+    def __init__(
+        self, backbone: nn.Module, num_classes: int, cfg: MethodConfig, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__(backbone, num_classes, cfg)
+        pc = cfg.prompt
+        self.shared_prompt = SharedPrompt(self.depth, pc.prompt_length, self.embed_dim, pc.init_std, generator)
+        self.head = make_head(self.embed_dim, num_classes, generator)
+        self.set_phase(self.phases[0])
+
+    def run_shared(self, tokens: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Blocks ``start``..``stop-1`` (0-based) with the shared prompt only."""
+        for i in range(start, stop):
+            tokens = run_block(self.backbone.blocks[i], tokens, self.shared_prompt(i))
+        return tokens
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Phase-1 model: shared prompt in every block, no group prompts."""
+        tokens = self.run_shared(embed_tokens(self.backbone, x), 0, self.depth)
+        return pooled_feature(self.backbone, tokens)
+
+
+@METHODS.register("lpt")
+class LPTClassifier(VPTClassifier):
+    """LPT: shared prompt (phase 1), then group prompts chosen per image by a query (phase 2)."""
+
+    method = "lpt"
+    phases = ("phase1", "phase2")
+    trainable_prefixes = {
+        "phase1": ("shared_prompt.", "head."),
+        "phase2": ("group_pool.", "head."),
+    }
+    stored_prefixes = ("shared_prompt.", "group_pool.", "head.")
+
+    def __init__(
+        self, backbone: nn.Module, num_classes: int, cfg: MethodConfig, generator: torch.Generator | None = None
+    ) -> None:
+        cfg.prompt.check_depth(len(backbone.blocks))
+        super().__init__(backbone, num_classes, cfg, generator)
+        pc = cfg.prompt
+        self.group_start = pc.group_start
+        self.group_pool = GroupPromptPool(
+            pc.pool_size, self.depth - pc.group_start, pc.prompt_length, self.embed_dim, pc.top_k, pc.init_std, generator
+        )
+        self.set_phase(self.phases[0])  # again: the pool did not exist when VPT set it
+
+    def forward_train(self, x: torch.Tensor) -> TrainOutput:
+        """Phase 1: the VPT path. Phase 2: shared blocks once, query branch, prompted main branch."""
+        if self.phase == "phase1":
+            return super().forward_train(x)
+        with torch.no_grad():  # blocks 1..K and the query branch never need gradient
+            shared = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start)
+            query = pooled_feature(self.backbone, self.run_shared(shared, self.group_start, self.depth))
+        selection = self.group_pool.select(query)
+        feature = pooled_feature(self.backbone, self.run_grouped(shared, selection))
+        return TrainOutput(self.classify(feature), matching_loss(selection.similarity))
+
+    def run_grouped(self, tokens: torch.Tensor, selection: Selection) -> torch.Tensor:
+        """Blocks K+1..end with the shared prompt and the averaged group prompt (2L tokens)."""
+        batch = tokens.shape[0]
+        for j, i in enumerate(range(self.group_start, self.depth)):
+            shared = self.shared_prompt(i).unsqueeze(0).expand(batch, -1, -1)
+            prompt = torch.cat([shared, selection.prompts[:, j]], dim=1)
+            tokens = run_block(self.backbone.blocks[i], tokens, prompt)
+        return tokens
+
+    def select(self, x: torch.Tensor) -> Selection:
+        """The group selection the phase-1 query makes for images ``x`` (no gradient)."""
+        with torch.no_grad():
+            query = super().features(x)
+            return self.group_pool.select(query)
+
+    def forward_naive(self, x: torch.Tensor) -> torch.Tensor:
+        """Reference two-pass LPT (query pass, then a full main pass): for tests and FLOP counts."""
+        with torch.no_grad():
+            query = super().features(x)
+        selection = self.group_pool.select(query)
+        tokens = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start)
+        return self.classify(pooled_feature(self.backbone, self.run_grouped(tokens, selection)))
+
+
+def build_classifier(
+    method: str,
+    backbone: nn.Module,
+    num_classes: int,
+    cfg: MethodConfig | None = None,
+    *,
+    seed: int | None = None,
+) -> Classifier:
+    """Build ``method`` (a ``METHODS`` name) on ``backbone``; ``seed`` fixes the prompt/head init.
+
+    The classifier starts in its first phase (``lpt``: phase1). For ``full_ft`` the backbone is
+    unfrozen by that phase; for every other method it stays frozen.
+    """
+    factory = METHODS.get(method)
+    cfg = cfg if cfg is not None else MethodConfig()
+    on_meta = any(p.device.type == "meta" for p in backbone.parameters())
+    generator = None if (seed is None or on_meta) else torch.Generator().manual_seed(int(seed))
+    model = factory(backbone, num_classes, cfg, generator)
+    device = next(backbone.parameters()).device
+    return model.to(device)
