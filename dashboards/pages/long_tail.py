@@ -1,0 +1,26 @@
+"""Long tail: per-class accuracy against training frequency, and shot groups under each shift."""
+
+import streamlit as st
+
+from dashboards import charts, common, queries
+
+url, flt = common.page_setup("Long tail")
+
+st.subheader("Per-class accuracy against training frequency")
+per_class = queries.per_class(url, flt)
+if per_class.empty:
+    st.info("No per-class results (or no training counts for the models) under these filters.")
+else:
+    st.altair_chart(charts.class_accuracy_vs_frequency(per_class), key="lt_classes")
+
+st.subheader("Many / medium / few under each shift")
+st.caption("Shot groups by training count: many > 100, medium 20..100, few < 20.")
+groups = queries.shot_groups(url, flt)
+if groups.empty:
+    st.info("No shot-group results under these filters.")
+else:
+    st.altair_chart(charts.shot_groups_by_shift(groups), key="lt_groups")
+    wide = groups.pivot_table(index=["model", "condition"], columns="grp", values="value")
+    st.dataframe(wide.reindex(columns=["many", "medium", "few"]).reset_index(), hide_index=True,
+                 column_config={g: st.column_config.NumberColumn(format="percent")
+                                for g in ("many", "medium", "few")})

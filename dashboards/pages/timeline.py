@@ -1,0 +1,39 @@
+"""Timeline: nightly accuracy per model and batch, promotions, rollbacks and regressions."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, common, queries
+
+url, flt = common.page_setup("Timeline")
+trend = queries.trend(url, flt)
+events = queries.model_events(url, flt)
+
+st.subheader("Nightly accuracy on shifted batches")
+if trend.empty:
+    st.info("No shifted-batch results under these filters.")
+else:
+    changes = events[events["from_state"] != events["to_state"]]
+    marks = pd.DataFrame({
+        "at": changes["at"],
+        "label": changes["model"] + ": " + changes["from_state"] + " -> " + changes["to_state"],
+    })
+    st.altair_chart(charts.nightly_trend(trend, marks), key="tl_trend")
+    st.caption("Points: one shifted batch each; lines: the nightly mean; dashed rules: state changes.")
+    nightly = trend.groupby(["night", "model"])["value"].mean().unstack("model")
+    st.dataframe(nightly.sort_index(ascending=False), column_config={
+        m: st.column_config.NumberColumn(format="percent") for m in nightly.columns
+    })
+
+st.subheader("Promotions and rollbacks")
+if events.empty:
+    st.caption("No state changes.")
+else:
+    st.dataframe(events, hide_index=True)
+
+st.subheader("Regressions")
+regressions = queries.alerts(url, flt, ("regression",))
+if regressions.empty:
+    st.caption("No regression alerts.")
+else:
+    st.dataframe(regressions, hide_index=True)

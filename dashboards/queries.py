@@ -1,0 +1,130 @@
+"""Cached, read-only data access for the dashboard pages.
+
+One Engine per database URL (``st.cache_resource``) and one cached DataFrame per (URL, filter)
+(``st.cache_data(ttl=60)``); the work itself is done by :mod:`app.db.views`. The URL comes from
+the service's setting ``LPT_DB_URL`` so the dashboard reads the store the service writes.
+A SQLite file that does not exist yet is reported as an empty store and is never created here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import Engine, make_url
+
+from app.db import views
+from app.db.session import make_engine
+from app.db.views import ResultFilter
+from app.settings import load_settings
+
+TTL_S = 60
+
+
+def db_url() -> str:
+    """The store's URL, from the service settings (``LPT_DB_URL``)."""
+    return load_settings().db_url
+
+
+def reports_dir() -> Path:
+    """Where the nightly job writes its reports (``LPT_REPORTS_DIR``)."""
+    return Path(load_settings().reports_dir)
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    db = parsed.database
+    return parsed.get_backend_name() == "sqlite" and bool(db) and db != ":memory:" and not Path(db).exists()
+
+
+@st.cache_resource(show_spinner=False)
+def engine(url: str) -> Engine:
+    """The shared Engine for ``url`` (one per process)."""
+    return make_engine(url)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def store_counts(url: str) -> dict[str, int]:
+    """Rows per service table (all 0 when the SQLite file or the tables do not exist)."""
+    if _missing_sqlite_file(url):
+        return dict.fromkeys(views.TABLES, 0)
+    return views.store_counts(engine(url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def filter_options(url: str) -> dict[str, list]:
+    """Values the sidebar filters offer."""
+    return views.filter_options(engine(url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def overview(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Per-model clean/shifted accuracy, gap and parameter counts."""
+    return views.model_overview(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def shift_cells(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Pooled accuracy per model, corruption and severity."""
+    return views.shift_cells(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def severity_curves(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Mean accuracy per model and severity."""
+    return views.severity_curves(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def model_difference(url: str, flt: ResultFilter, model_a: str, model_b: str) -> pd.DataFrame:
+    """Accuracy difference of two models per corruption and severity with 95% intervals."""
+    return views.model_difference(engine(url), flt, model_a, model_b)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def per_class(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Per-class accuracy (clean/shifted) with training counts."""
+    return views.per_class_accuracy(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def shot_groups(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Many/medium/few accuracy per model and condition."""
+    return views.shot_group_accuracy(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def trend(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Per-batch accuracy with its night, per model."""
+    return views.nightly_trend(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def model_events(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Model state changes."""
+    return views.model_events(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alerts(url: str, flt: ResultFilter, kinds: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Alerts, optionally of some kinds."""
+    return views.alerts(engine(url), flt, kinds)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def shift_batches(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Registered shift batches with provenance and validation."""
+    return views.shift_batches(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def eval_runs(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Evaluation runs with status and errors."""
+    return views.eval_runs(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def job_runs(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Job runs with their report paths."""
+    return views.job_runs(engine(url), flt)

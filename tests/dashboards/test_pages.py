@@ -1,0 +1,115 @@
+"""AppTest per dashboard page, on a seeded store and on an empty one."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import EXPECTED, FAILED_ERROR
+
+APP = "../../dashboards/app.py"
+PAGES = ["pages/overview.py", "pages/shift_explorer.py", "pages/long_tail.py", "pages/timeline.py",
+         "pages/data_runs.py"]
+TITLES = ["Overview", "Shift explorer", "Long tail", "Timeline", "Data and runs"]
+TIMEOUT_S = 60
+
+
+def _open(page: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in at.metric:
+        out.setdefault(m.label, []).append(m.value)
+    return out
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "code", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page,title", zip(PAGES, TITLES))
+def test_page_renders_on_seeded_store(seeded_url: str, page: str, title: str) -> None:
+    at = _open(page)
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.title[0].value == title
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_guides_on_empty_store(empty_url: str, page: str) -> None:
+    at = _open(page)
+    assert not at.exception, [e.message for e in at.exception]
+    text = _text(at)
+    assert "holds no evaluation results" in text
+    for command in ("dvc repro", "lpt ingest", "seed_demo"):
+        assert command in text
+    assert not at.dataframe and not at.metric
+
+
+def test_overview_shows_seeded_figures(seeded_url: str) -> None:
+    at = _open(PAGES[0])
+    metrics = _metrics(at)
+    assert metrics["Clean accuracy"] == [EXPECTED["lpt_main"]["clean"], EXPECTED["ft_base"]["clean"]]
+    assert metrics["Mean shifted accuracy"] == [EXPECTED["lpt_main"]["shifted"], EXPECTED["ft_base"]["shifted"]]
+    assert metrics["Robustness gap"] == [EXPECTED["lpt_main"]["gap"], EXPECTED["ft_base"]["gap"]]
+    assert metrics["Trainable parameters"] == ["92,160", "5,400,000"]
+    assert metrics["Shifted accuracy difference"] == [EXPECTED["shifted_diff"]]
+    assert "regression" in set(at.dataframe[1].value["kind"])
+    assert list(at.dataframe[2].value["to_state"]) == ["deployed"]
+
+
+def test_shift_explorer_difference_table(seeded_url: str) -> None:
+    at = _open(PAGES[1])
+    assert at.selectbox(key="se_model_a").value == "lpt_main"
+    assert at.selectbox(key="se_model_b").value == "ft_base"
+    diff = at.dataframe[0].value.set_index(["corruption", "severity"])
+    assert diff.loc[("gaussian_noise", 3), "diff"] == pytest.approx(0.10)
+    assert diff.loc[("gaussian_noise", 3), "ci_low"] < 0.10 < diff.loc[("gaussian_noise", 3), "ci_high"]
+    at.selectbox(key="se_model_a").select("ft_base").run()
+    at.selectbox(key="se_model_b").select("lpt_main").run()
+    assert at.dataframe[0].value.set_index(["corruption", "severity"]).loc[("fog", 1), "diff"] == pytest.approx(-0.10)
+
+
+def test_long_tail_shot_groups(seeded_url: str) -> None:
+    at = _open(PAGES[2])
+    table = at.dataframe[0].value.set_index(["model", "condition"])
+    assert table.loc[("lpt_main", "clean"), "few"] == pytest.approx(0.60)
+    assert table.loc[("ft_base", "gaussian_noise"), "many"] == pytest.approx(0.60)  # (0.7 + 0.5) / 2
+
+
+def test_timeline_lists_events_and_regressions(seeded_url: str) -> None:
+    at = _open(PAGES[3])
+    frames = [d.value for d in at.dataframe]
+    assert any("to_state" in f.columns and "deployed" in set(f["to_state"]) for f in frames)
+    assert any("message" in f.columns and f["message"].str.contains("fell 4.0 pp").any() for f in frames)
+
+
+def test_data_runs_shows_failures_and_report(seeded_url: str) -> None:
+    at = _open(PAGES[4])
+    metrics = _metrics(at)
+    assert metrics["Batches"] == ["4"] and metrics["Failed"] == ["1"]
+    assert metrics["Without a DVC hash"] == ["1"]
+    assert FAILED_ERROR in at.error[0].value
+    assert "Nightly report 2026-11-20" in _text(at)
+
+
+def test_filters_round_trip_through_the_url(seeded_url: str) -> None:
+    at = _open(PAGES[0], {"corruption": "fog", "method": "lpt,bogus"})
+    assert at.multiselect(key="f_corruptions").value == ["fog"]
+    assert at.multiselect(key="f_methods").value == ["lpt"]
+    assert "bogus" in "\n".join(w.value for w in at.sidebar.warning)
+    assert _metrics(at)["Mean shifted accuracy"] == ["60.0%"]  # lpt on fog s1 only
+    at.multiselect(key="f_corruptions").set_value(["gaussian_noise"]).run()
+    assert at.query_params["corruption"] == "gaussian_noise"
+    assert _metrics(at)["Mean shifted accuracy"] == ["60.0%"]  # (0.7 + 0.5) / 2
+    at.toggle(key="f_demo").set_value(False).run()
+    assert at.query_params["demo"] == "0"
