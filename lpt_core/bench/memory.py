@@ -1,0 +1,81 @@
+"""Peak memory of one call: resident set size on the CPU, allocator peak on a CUDA device.
+
+CPU tensors are allocated by torch's C++ allocator, which ``tracemalloc`` does not see, so the
+CPU figure is the kernel's resident-set high-water mark (``VmHWM``), reset before the call by
+writing ``5`` to ``/proc/self/clear_refs`` (Linux). Where that reset is not allowed the figure
+falls back to ``ru_maxrss``, which cannot be reset: the result then says so in ``method``.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    """Peak memory of one call, in bytes."""
+
+    peak_bytes: int  # the high-water mark during the call
+    baseline_bytes: int  # what was in use just before the call
+    method: str  # how it was measured
+
+    @property
+    def delta_bytes(self) -> int:
+        """Extra memory the call needed above the baseline."""
+        return max(0, self.peak_bytes - self.baseline_bytes)
+
+
+def _status_kib(field: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"field {field!r} not found in {_STATUS}")
+
+
+def _reset_rss_peak() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_cpu_memory(fn: Callable[[], object]) -> PeakMemory:
+    """Run ``fn`` once and return the process's peak resident memory during it."""
+    gc.collect()
+    if _STATUS.exists() and _reset_rss_peak():
+        baseline = _status_kib("VmRSS") * 1024
+        fn()
+        return PeakMemory(_status_kib("VmHWM") * 1024, baseline, "VmHWM after clear_refs")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    fn()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return PeakMemory(peak, baseline, "ru_maxrss (process-lifetime peak, not resettable)")
+
+
+def peak_cuda_memory(fn: Callable[[], object], device: object = None) -> PeakMemory:
+    """Run ``fn`` once and return the CUDA caching allocator's peak allocated bytes during it."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return PeakMemory(torch.cuda.max_memory_allocated(device), baseline, "torch.cuda.max_memory_allocated")
+
+
+def peak_memory(fn: Callable[[], object], device: str) -> PeakMemory:
+    """Peak memory of ``fn`` on ``device`` (``"cpu"`` or a CUDA device string)."""
+    if device == "cpu":
+        return peak_cpu_memory(fn)
+    if device.startswith("cuda"):
+        return peak_cuda_memory(fn, device)
+    raise ValueError(f"peak memory is measured on 'cpu' or 'cuda[:i]', got device {device!r}")

@@ -1,0 +1,153 @@
+"""Benchmark results: rows, the machine they ran on, and the JSON / Markdown writers.
+
+Every row carries the shell command that reproduces it; the Markdown block carries the
+machine and date on every row, so a table copied elsewhere keeps its provenance.
+``BENCHMARKS.md`` holds one block per suite (``cpu``, ``gpu``) between HTML-comment markers,
+and rewriting one suite leaves the other suite's block untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One measured figure (or the error that prevented it)."""
+
+    section: str
+    name: str
+    value: float | None
+    unit: str
+    detail: str = ""
+    command: str = ""
+    error: str | None = None
+
+    def formatted_value(self) -> str:
+        """The value for a table cell: 4 significant digits, or the error."""
+        if self.error is not None:
+            return f"ERROR: {self.error}"
+        if self.value is None:
+            return "n/a"
+        return f"{self.value:.4g}"
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (falls back to ``platform.processor()``)."""
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers ran on: CPU, cores, threads, library versions, GPU name if any, date."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    try:
+        import timm
+
+        info["timm"] = timm.__version__
+    except ImportError:
+        info["timm"] = None
+    return info
+
+
+def machine_label(info: dict[str, Any]) -> str:
+    """A short one-cell description of the machine."""
+    hw = info.get("gpu") or f"{info.get('cpu')} ({info.get('cores')} cores)"
+    return f"{hw}, torch {info.get('torch')}"
+
+
+@dataclass
+class BenchReport:
+    """All rows of one suite run plus the machine description."""
+
+    suite: str
+    machine: dict[str, Any]
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def add(self, row: BenchRow) -> BenchRow:
+        """Append a row and return it."""
+        self.rows.append(row)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe view of the report."""
+        return {"suite": self.suite, "machine": self.machine, "rows": [asdict(r) for r in self.rows]}
+
+    def to_markdown(self) -> str:
+        """The report as Markdown tables, one per section, machine and date on every row."""
+        label, date = machine_label(self.machine), self.machine.get("date", "")
+        out = [f"### `{self.suite}` suite", "", f"Machine: {_machine_line(self.machine)}", ""]
+        for section in dict.fromkeys(r.section for r in self.rows):
+            out += [f"#### {section}", "", "| measurement | value | unit | detail | command | machine | date |",
+                    "|---|---:|---|---|---|---|---|"]
+            for r in (r for r in self.rows if r.section == section):
+                cmd = f"`{r.command}`" if r.command else ""
+                out.append(f"| {r.name} | {r.formatted_value()} | {r.unit} | {_cell(r.detail)} | {cmd} | {label} | {date} |")
+            out.append("")
+        return "\n".join(out)
+
+    def to_text(self) -> str:
+        """A plain-text table for the terminal."""
+        width = max((len(r.name) for r in self.rows), default=10)
+        lines, current = [], None
+        for r in self.rows:
+            if r.section != current:
+                current = r.section
+                lines.append(f"\n== {current}")
+            lines.append(f"  {r.name:<{width}}  {r.formatted_value():>12} {r.unit:<10} {r.detail}")
+        return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    parts = [f"CPU {m.get('cpu')} x {m.get('cores')} cores ({m.get('torch_threads')} torch threads)",
+             f"GPU {m.get('gpu') or 'none'}", f"python {m.get('python')}", f"torch {m.get('torch')}",
+             f"timm {m.get('timm')}", f"date {m.get('date')}"]
+    return ", ".join(parts)
+
+
+def write_json(report: BenchReport, path: str | Path) -> Path:
+    """Write the report as JSON and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def update_markdown(path: str | Path, report: BenchReport, preamble: str = "") -> Path:
+    """Replace (or append) this suite's block in the Markdown file at ``path``."""
+    path = Path(path)
+    start, end = f"<!-- bench:{report.suite}:start -->", f"<!-- bench:{report.suite}:end -->"
+    block = f"{start}\n{report.to_markdown()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else preamble
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
