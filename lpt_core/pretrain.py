@@ -15,7 +15,6 @@ The result is a timm-loadable state dict (``model.safetensors``, no classifier h
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
@@ -33,12 +32,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lpt_core.data.sources import FASHION_MNIST_CLASSES, read_idx
+
 log = logging.getLogger(__name__)
 
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "backbone.json"
 
@@ -80,22 +77,6 @@ def backbone_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
     }
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one (optionally gzipped) IDX file as a uint8 array (images (N,H,W) or labels (N,))."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not a uint8 IDX file (magic bytes {raw[:4]!r})")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != math.prod(dims):
-        raise ValueError(f"{path}: header says {dims} ({math.prod(dims)} values), file has {data.size}")
-    return data.reshape(dims)
-
-
 def load_base_split(root: str | Path, split: str, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST ``split`` ("train"/"test") restricted to ``class_names``, labels remapped to 0..K-1.
 
@@ -135,7 +116,7 @@ def augment_batch(
     """Batched RandomResizedCrop(size, scale) + horizontal flip, normalised with mean = std = 0.5."""
     b = x.shape[0]
     img = _to_float3(x)
-    u = torch.rand(b, 4, generator=generator, device=x.device)
+    u = torch.rand(b, 4, generator=generator).to(x.device)  # CPU generator: same draws on every device
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     log_r = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1]
     w = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)
@@ -143,7 +124,7 @@ def augment_batch(
     tx, ty = (1 - w) * (2 * u[:, 2] - 1), (1 - h) * (2 * u[:, 3] - 1)
     flip = torch.ones(b, device=x.device)
     if hflip:
-        flip = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
+        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).to(x.device)
     theta = torch.zeros(b, 2, 3, device=x.device)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, tx, h, ty
     grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
