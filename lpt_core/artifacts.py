@@ -1,0 +1,250 @@
+"""Model artifacts: what a trained method stores and everything needed to rebuild it.
+
+An artifact is a directory holding ``tensors.safetensors`` (the classifier's
+``stored_state_dict``: prompts, keys and head for LPT; all weights for full fine-tuning),
+``meta.json`` (method and its config, backbone identity, classes and counts, hyper-parameters,
+data version, library versions, parameter counts) and ``SHA256SUMS``. It is written atomically
+and verified before anything is loaded; a backbone whose fingerprint differs is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import timm
+import torch
+
+import lpt_core
+from lpt_core.config import from_mapping, to_dict
+from lpt_core.models.backbone import SPEC_ATTR
+from lpt_core.models import (
+    BackboneUnavailableError,
+    Classifier,
+    MethodConfig,
+    backbone_fingerprint,
+    backbone_spec,
+    build_classifier,
+    create_backbone,
+)
+
+SCHEMA = "lpt-artifact/1"
+TENSORS_FILE = "tensors.safetensors"
+META_FILE = "meta.json"
+SUMS_FILE = "SHA256SUMS"
+RESERVED_KEYS = ("schema", "method", "phase", "method_config", "num_classes", "backbone", "versions", "param_counts")
+
+
+class ArtifactError(ValueError):
+    """An artifact directory is incomplete, corrupted or does not fit the given backbone."""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def trained_parameter_counts(model: Classifier) -> dict[str, Any]:
+    """Parameters trained up to the current phase (union over phases), stored, and backbone."""
+    phases = model.phases[: model.phases.index(model.phase) + 1]
+    sizes = dict((n, p.numel()) for n, p in model.named_parameters())
+    per_phase, trained = {}, set()
+    for phase in phases:
+        names = {n for n in sizes if n.startswith(model.trainable_prefixes[phase])}
+        per_phase[phase] = sum(sizes[n] for n in names)
+        trained |= names
+    counts = model.parameter_counts()
+    return {
+        "trainable": sum(sizes[n] for n in trained),
+        "per_phase": per_phase,
+        "stored": counts["stored"],
+        "backbone": counts["backbone"],
+    }
+
+
+def build_meta(model: Classifier, meta: dict[str, Any]) -> dict[str, Any]:
+    """The full meta.json content: the caller's ``meta`` plus what rebuilds and checks the model."""
+    spec = backbone_spec(model.backbone)
+    current = backbone_fingerprint(model.backbone)
+    if not model.trains_backbone and current != model.base_fingerprint:
+        raise ArtifactError(
+            f"the frozen backbone of this {model.method!r} model changed: fingerprint {current}, "
+            f"it started as {model.base_fingerprint}"
+        )
+    backbone = {
+        "name": spec["name"],
+        "fingerprint": model.base_fingerprint,
+        "source": spec["source"],
+        "seed": spec["seed"],
+        "timm_kwargs": spec["timm_kwargs"],
+    }
+    if model.trains_backbone:
+        backbone["trained_fingerprint"] = current
+    own = {
+        "schema": SCHEMA,
+        "method": model.method,
+        "phase": model.phase,
+        "method_config": to_dict(model.cfg),
+        "num_classes": model.num_classes,
+        "backbone": backbone,
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "lpt_core": lpt_core.__version__,
+                     "safetensors": safetensors.__version__},
+        "param_counts": trained_parameter_counts(model),
+    }
+    clash = [k for k in RESERVED_KEYS if k in meta and meta[k] != own[k]]
+    if clash:
+        raise ArtifactError(f"meta keys {clash} are set by save_artifact from the model; do not pass other values")
+    merged = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")} | dict(meta) | own
+    json.dumps(merged)  # non-JSON values raise here, before anything is written
+    return merged
+
+
+def save_artifact(out_dir: str | Path, model: Classifier, meta: dict[str, Any], *, overwrite: bool = True) -> Path:
+    """Write ``model``'s artifact to ``out_dir`` atomically (temp dir + rename); returns ``out_dir``.
+
+    ``meta`` carries what the caller knows: class_names, class_counts, hyper_parameters,
+    data_version, ... The method, backbone identity, versions and counts are added here.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"artifact directory {out_dir} exists and overwrite=False")
+    full_meta = build_meta(model, meta)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.stored_state_dict().items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+    try:
+        safetensors.torch.save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        sums = "".join(f"{_sha256_file(tmp / name)}  {name}\n" for name in (TENSORS_FILE, META_FILE))
+        (tmp / SUMS_FILE).write_text(sums, encoding="utf-8")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed after."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+    os.replace(dst, trash / dst.name)
+    os.replace(src, dst)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def verify_artifact(art_dir: str | Path) -> str:
+    """Check every file against SHA256SUMS; returns the sha256 of SHA256SUMS (the artifact id)."""
+    art_dir = Path(art_dir)
+    sums_path = art_dir / SUMS_FILE
+    if not sums_path.is_file():
+        raise ArtifactError(f"{art_dir} is not an artifact: {SUMS_FILE} is missing")
+    listed: dict[str, str] = {}
+    for line in sums_path.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    if sorted(listed) != sorted((TENSORS_FILE, META_FILE)):
+        raise ArtifactError(f"{sums_path} lists {sorted(listed)}, expected {[META_FILE, TENSORS_FILE]}")
+    for name, expected in listed.items():
+        path = art_dir / name
+        if not path.is_file():
+            raise ArtifactError(f"artifact file {path} is missing")
+        found = _sha256_file(path)
+        if found != expected:
+            raise ArtifactError(f"artifact file {path} is corrupted or edited: sha256 {found}, {SUMS_FILE} says {expected}")
+    return hashlib.sha256(sums_path.read_bytes()).hexdigest()
+
+
+def artifact_sha256(art_dir: str | Path) -> str:
+    """The artifact's identity: sha256 of its SHA256SUMS, after verifying every file against it."""
+    return verify_artifact(art_dir)
+
+
+def read_meta(art_dir: str | Path) -> dict[str, Any]:
+    """meta.json of a verified artifact."""
+    verify_artifact(art_dir)
+    return json.loads((Path(art_dir) / META_FILE).read_text(encoding="utf-8"))
+
+
+def rebuild_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> torch.nn.Module:
+    """Rebuild the backbone an artifact's meta describes (``weights`` overrides its source)."""
+    name, kwargs, source = spec["name"], dict(spec["timm_kwargs"]), spec["source"]
+    if weights is not None:
+        return create_backbone(name, weights=weights, **kwargs)
+    if source == "hub":
+        return create_backbone(name, pretrained=True, **kwargs)
+    if source.startswith("file:"):
+        path = Path(source[len("file:"):])
+        if not path.is_file():
+            raise BackboneUnavailableError(
+                f"backbone {name!r} was loaded from {path}, which is not here; pass its weights file "
+                "with --backbone-weights PATH (backbone_weights=PATH)"
+            )
+        return create_backbone(name, weights=path, **kwargs)
+    if spec.get("seed") is None:
+        raise BackboneUnavailableError(
+            f"backbone {name!r} was an unseeded random init and cannot be rebuilt; pass it as backbone=..."
+        )
+    return create_backbone(name, seed=spec["seed"], **kwargs)
+
+
+def load_artifact(
+    art_dir: str | Path,
+    *,
+    backbone: torch.nn.Module | None = None,
+    backbone_weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Classifier, dict[str, Any]]:
+    """Verify, rebuild and strictly load an artifact -> (classifier in eval mode on ``device``, meta).
+
+    The backbone is ``backbone`` if given, else rebuilt from meta (``backbone_weights`` overrides
+    the recorded source). Its fingerprint must equal the recorded one. For ``full_ft`` the
+    recorded fingerprint is the base backbone's; the trained weights come from the artifact and
+    their fingerprint is checked too.
+    """
+    meta = read_meta(art_dir)
+    if meta.get("schema") != SCHEMA:
+        raise ArtifactError(f"{art_dir}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+    tensors = safetensors.torch.load_file(str(Path(art_dir) / TENSORS_FILE))
+    spec = meta["backbone"]
+    full_ft = meta["method"] == "full_ft"
+    if backbone is None:
+        if full_ft and backbone_weights is None:  # all weights are in the artifact
+            backbone = create_backbone(spec["name"], seed=0, **spec["timm_kwargs"])
+        else:
+            backbone = rebuild_backbone(spec, backbone_weights)
+            _check_fingerprint(backbone_fingerprint(backbone), spec["fingerprint"], art_dir)
+    else:
+        _check_fingerprint(backbone_fingerprint(backbone), spec["fingerprint"], art_dir)
+        backbone = copy.deepcopy(backbone) if full_ft else backbone
+    cfg = from_mapping(MethodConfig, meta["method_config"], where=f"{art_dir}/{META_FILE}:method_config")
+    model = build_classifier(meta["method"], backbone.to("cpu"), int(meta["num_classes"]), cfg)
+    model.load_stored_state_dict(tensors)
+    model.set_phase(meta["phase"])
+    model.base_fingerprint = spec["fingerprint"]  # so that a re-save records the true base
+    if full_ft:
+        _check_fingerprint(backbone_fingerprint(model.backbone), spec["trained_fingerprint"], art_dir)
+        setattr(model.backbone, SPEC_ATTR, {k: spec[k] for k in ("name", "source", "seed", "timm_kwargs")})
+    return model.to(device).eval(), meta
+
+
+def _check_fingerprint(found: str, expected: str, art_dir: str | Path) -> None:
+    if found != expected:
+        raise ArtifactError(
+            f"backbone fingerprint mismatch for artifact {art_dir}: the artifact was trained on {expected}, "
+            f"the backbone given/rebuilt has {found}"
+        )
