@@ -249,8 +249,8 @@ def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) 
     the number of metric rows. Call inside the same transaction as nothing else, so both land
     together or not at all."""
     rows = metric_rows_from_result(result)
-    for row in rows:
-        stmt = _insert(session, Metric).values(run_id=run_id, **row)
+    if rows:  # one multi-row statement: compiled once, a single round trip
+        stmt = _insert(session, Metric).values([{"run_id": run_id, **row} for row in rows])
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "name", "grp"],
             set_={k: stmt.excluded[k] for k in ("value", "ci_low", "ci_high", "n")},

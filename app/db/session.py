@@ -57,6 +57,7 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         if database and database != ":memory:":
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: no corruption, fsync per checkpoint
         cur.close()
 
     @event.listens_for(engine, "begin")

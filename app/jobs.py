@@ -1,0 +1,290 @@
+"""The nightly job: discover new shift batches, evaluate every (model, batch) pair not yet
+evaluated by this code version, then run the deployment gate, write the report and raise alerts.
+
+Reliability rules (tested in tests/app/test_jobs_reliability.py):
+- one job at a time across processes (a file lock next to the SQLite file, a PostgreSQL advisory
+  lock on PostgreSQL); a second job is refused and recorded as ``skipped``;
+- each pair has its own transactions: its eval run is committed as ``running`` first, then marked
+  ``succeeded`` in the same transaction as its metrics, or ``failed`` with the error; a process
+  killed mid-pair leaves a ``running`` row that the next job marks failed and retries;
+- the model artifact's sha256 is verified before evaluating: missing or tampered is a failed run.
+Heavy imports (torch, timm, great_expectations) happen only inside the evaluator and batch intake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from app.db import repository as repo
+from app.db.schema import Model, ShiftBatch, utcnow
+from app.db.session import init_db, make_engine, session_scope
+from app.ingest import Hasher, default_hasher
+from app.intake import discover_batches
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PG_LOCK_KEY = 0x4C50545F4A4F42  # "LPT_JOB"
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """What an evaluator needs to evaluate one model on one shift batch."""
+
+    model_name: str
+    method: str
+    artifact_path: str
+    artifact_sha256: str
+    batch_id: str
+    batch_path: str
+    batch_kind: str
+    dataset: str
+    corruption: str
+    severity: int
+    size: int
+    content_hash: str
+    dvc_hash: str | None
+    code_version: str
+
+
+Evaluator = Callable[[PairSpec], Mapping[str, Any]]
+
+
+class JobLockedError(RuntimeError):
+    """Another job holds the job lock."""
+
+
+class ArtifactError(RuntimeError):
+    """A model artifact is missing or does not hash to its registered sha256."""
+
+
+@dataclass
+class JobSummary:
+    """The outcome of one job run."""
+
+    job_run_id: int
+    status: str
+    batches_added: list[str] = field(default_factory=list)
+    batches_refused: dict[str, str] = field(default_factory=dict)
+    pairs_evaluated: int = 0
+    pairs_failed: int = 0
+    gate_changes: list[str] = field(default_factory=list)
+    alerts: int = 0
+    report_path: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return asdict(self)
+
+
+@contextmanager
+def job_lock(settings: Settings, engine: Engine) -> Iterator[None]:
+    """Hold the cross-process job lock for the block; ``JobLockedError`` when already held."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+            conn.commit()  # session-level lock: it outlives the transaction
+            if not got:
+                raise JobLockedError("another lpt job is running (PostgreSQL advisory lock held)")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                conn.commit()
+        return
+    from filelock import FileLock, Timeout
+
+    path = settings.resolved_lock_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        raise JobLockedError(f"another lpt job is running (lock file {path} is held)") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def run_job(
+    settings: Settings, *, trigger: str = "manual", evaluator: Evaluator | None = None,
+    hasher: Hasher = default_hasher, engine: Engine | None = None,
+) -> JobSummary:
+    """Run the nightly job once (see the module docstring); raises ``JobLockedError`` when refused."""
+    engine = engine or make_engine(settings.db_url)
+    init_db(engine)
+    code_version = settings.resolved_code_version
+    try:
+        with job_lock(settings, engine):
+            return _locked_job(settings, engine, trigger, code_version, evaluator, hasher)
+    except JobLockedError as exc:
+        with session_scope(engine) as s:
+            run = repo.start_job_run(s, trigger, code_version)
+            repo.finish_job_run(s, run.id, "skipped", error=str(exc))
+        raise
+
+
+def _locked_job(
+    settings: Settings, engine: Engine, trigger: str, code_version: str, evaluator: Evaluator | None,
+    hasher: Hasher,
+) -> JobSummary:
+    """The job body, run while holding the lock."""
+    started = time.perf_counter()
+    with session_scope(engine) as s:
+        jobs, evals = repo.fail_interrupted(s, utcnow())
+        if jobs or evals:
+            log.warning("marked %d job run(s) and %d eval run(s) left running by a dead process as failed", jobs, evals)
+        summary = JobSummary(job_run_id=repo.start_job_run(s, trigger, code_version).id, status="running")
+    try:
+        summary.batches_added, summary.batches_refused = discover_batches(settings, engine)
+        with session_scope(engine) as s:
+            pairs = [(_spec(m, b, code_version)) for m, b in repo.pending_pairs(s, code_version)]
+        if pairs:
+            evaluator = evaluator or make_default_evaluator(settings)
+            hasher = _once_per_job(hasher)
+        for spec, model_id in pairs:
+            ok = evaluate_pair(engine, summary.job_run_id, spec, model_id, evaluator, hasher, job_results_dir(settings))
+            summary.pairs_evaluated += ok
+            summary.pairs_failed += not ok
+        if pairs or summary.batches_added:
+            _after_evaluation(settings, engine, summary)
+    except BaseException as exc:
+        with session_scope(engine) as s:
+            repo.finish_job_run(s, summary.job_run_id, "failed", error=f"{type(exc).__name__}: {exc}",
+                                pairs_evaluated=summary.pairs_evaluated, pairs_failed=summary.pairs_failed)
+        raise
+    summary.status = "succeeded" if not summary.pairs_failed else "failed"
+    with session_scope(engine) as s:
+        repo.finish_job_run(s, summary.job_run_id, summary.status, pairs_evaluated=summary.pairs_evaluated,
+                            pairs_failed=summary.pairs_failed, report_path=summary.report_path,
+                            error=f"{summary.pairs_failed} pair(s) failed" if summary.pairs_failed else None)
+    summary.seconds = time.perf_counter() - started
+    log.info("job %d %s: %d pair(s) evaluated, %d failed, %d batch(es) added in %.2f s", summary.job_run_id,
+             summary.status, summary.pairs_evaluated, summary.pairs_failed, len(summary.batches_added), summary.seconds)
+    return summary
+
+
+def _once_per_job(hasher: Hasher) -> Hasher:
+    """``hasher`` memoised for one job run: a large artifact is hashed once, not once per batch."""
+    seen: dict[Path, str] = {}
+
+    def cached(path: Path) -> str:
+        if path not in seen:
+            seen[path] = hasher(path)
+        return seen[path]
+
+    return cached
+
+
+def _after_evaluation(settings: Settings, engine: Engine, summary: JobSummary) -> None:
+    """Gate, report and alerts once the pairs are recorded."""
+    from app.gate import auto_gate
+    from app.report import write_report
+
+    with session_scope(engine) as s:
+        summary.gate_changes = auto_gate(s, settings, summary.job_run_id)
+    report = write_report(engine, settings, summary.job_run_id)
+    summary.report_path = str(report.paths["html"])
+    with session_scope(engine) as s:
+        for reg in report.regressions:
+            repo.add_alert(s, "regression", reg["message"], job_run_id=summary.job_run_id,
+                           model_id=reg["model_id"], batch_id=reg["batch_id"], details=reg)
+        summary.alerts = len(repo.alerts_for_job(s, summary.job_run_id))
+    for alert_line in report.alert_lines:
+        log.warning("ALERT %s", alert_line)
+
+
+def job_results_dir(settings: Settings) -> Path:
+    """Where the nightly job writes its Result files (kept apart from the pipeline's DVC outputs)."""
+    return Path(settings.reports_dir) / "results"
+
+
+def _spec(model: Model, batch: ShiftBatch, code_version: str) -> tuple[PairSpec, int]:
+    """The evaluator's view of a (model, batch) pair, plus the model id."""
+    spec = PairSpec(model.name, model.method, model.artifact_path, model.artifact_sha256, batch.id, batch.path,
+                    batch.kind, batch.dataset, batch.corruption, batch.severity, batch.size, batch.content_hash,
+                    batch.dvc_hash, code_version)
+    return spec, model.id
+
+
+def verify_artifact(spec: PairSpec, hasher: Hasher) -> None:
+    """Raise ``ArtifactError`` unless the artifact exists and hashes to its registered sha256."""
+    path = Path(spec.artifact_path)
+    if not path.is_dir():
+        raise ArtifactError(f"model {spec.model_name!r}: artifact {path} is missing; refusing to evaluate")
+    try:
+        actual = hasher(path)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"model {spec.model_name!r}: artifact {path} cannot be hashed ({exc}); refusing") from exc
+    if actual != spec.artifact_sha256:
+        raise ArtifactError(
+            f"model {spec.model_name!r}: artifact {path} hashes to {actual[:12]}, registered "
+            f"{spec.artifact_sha256[:12]} (tampered or replaced); refusing to evaluate"
+        )
+
+
+def evaluate_pair(
+    engine: Engine, job_run_id: int, spec: PairSpec, model_id: int, evaluator: Evaluator, hasher: Hasher,
+    results_dir: Path,
+) -> bool:
+    """Evaluate one pair in its own transactions; True when it succeeded (see module docstring)."""
+    with session_scope(engine) as s:
+        run_id = repo.begin_eval_run(s, model_id, spec.batch_id, spec.code_version, job_run_id).id
+    try:
+        verify_artifact(spec, hasher)
+        result = dict(evaluator(spec))
+        check_result(result, spec)
+        write_result_file(results_dir, spec, result)
+        with session_scope(engine) as s:
+            repo.complete_eval_run(s, run_id, result)
+        return True
+    except Exception as exc:  # any failure of one pair is recorded, and the job goes on
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("pair (%s, %s) failed: %s", spec.model_name, spec.batch_id, message)
+        with session_scope(engine) as s:
+            repo.fail_eval_run(s, run_id, message)
+            repo.add_alert(s, "failure", f"evaluation of {spec.model_name} on {spec.batch_id} failed: {message}",
+                           job_run_id=job_run_id, model_id=model_id, batch_id=spec.batch_id)
+        return False
+
+
+def check_result(result: Mapping[str, Any], spec: PairSpec) -> None:
+    """Refuse a result that is not a Result file for this pair (``ValueError`` naming the field)."""
+    if result.get("schema") != "lpt-result/1":
+        raise ValueError(f"evaluator returned schema {result.get('schema')!r}, expected 'lpt-result/1'")
+    if not result.get("metrics"):
+        raise ValueError(f"evaluator returned no metrics for ({spec.model_name}, {spec.batch_id})")
+    if not any(m.get("name") == "top1" and m.get("group") == "overall" for m in result["metrics"]):
+        raise ValueError(f"evaluator result for ({spec.model_name}, {spec.batch_id}) lacks top1/overall")
+
+
+def write_result_file(results_dir: Path, spec: PairSpec, result: Mapping[str, Any]) -> Path:
+    """Write ``results/<model>/<batch>.json`` atomically (same layout as the pipeline's)."""
+    path = results_dir / spec.model_name / f"{spec.batch_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+def make_default_evaluator(settings: Settings) -> Evaluator:
+    """The real evaluator: ``lpt_core.evaluate.evaluate_artifact`` on the batch's arrays."""
+    from app.evaluator import RealEvaluator
+
+    return RealEvaluator(settings)
