@@ -73,7 +73,7 @@ class VPTClassifier(Classifier):
     def run_shared(self, tokens: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Blocks ``start``..``stop-1`` (0-based) with the shared prompt only."""
         for i in range(start, stop):
-            tokens = run_block(self.backbone.blocks[i], tokens, self.shared_prompt(i))
+            tokens = run_block(self.backbone.blocks[i], tokens, self.shared_prompt.at(i))
         return tokens
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ class LPTClassifier(VPTClassifier):
         """Blocks K+1..end with the shared prompt and the averaged group prompt (2L tokens)."""
         batch = tokens.shape[0]
         for j, i in enumerate(range(self.group_start, self.depth)):
-            shared = self.shared_prompt(i).unsqueeze(0).expand(batch, -1, -1)
+            shared = self.shared_prompt.at(i).unsqueeze(0).expand(batch, -1, -1)
             prompt = torch.cat([shared, selection.prompts[:, j]], dim=1)
             tokens = run_block(self.backbone.blocks[i], tokens, prompt)
         return tokens

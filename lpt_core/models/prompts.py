@@ -26,8 +26,8 @@ class SharedPrompt(nn.Module):
         super().__init__()
         self.tokens = _trunc_normal((depth, length, dim), init_std, generator)
 
-    def forward(self, block: int) -> torch.Tensor:
-        """Tokens (L, D) of ``block``."""
+    def at(self, block: int) -> torch.Tensor:
+        """Tokens (L, D) of ``block`` (a method, not forward: no module hooks on a parameter view)."""
         return self.tokens[block]
 
 
