@@ -74,13 +74,22 @@ def start(settings: Settings, engine: Engine) -> None:
     """Run the blocking scheduler until SIGTERM or SIGINT, then shut it down cleanly."""
     scheduler = build_scheduler(settings, engine, blocking=True)
 
+    from apscheduler.events import EVENT_SCHEDULER_STARTED
+
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s received: shutting the scheduler down", signal.Signals(signum).name)
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        else:  # the signal came before the loop started: do not start it at all
+            raise SystemExit(0)
+
+    def _started(_event: Any) -> None:
+        log.info("scheduler started: job %s at %s %s, next run %s", JOB_ID, settings.schedule_time,
+                 settings.schedule_tz, scheduler.get_job(JOB_ID).next_run_time)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("scheduler started: job %s at %s %s", JOB_ID, settings.schedule_time, settings.schedule_tz)
+    scheduler.add_listener(_started, EVENT_SCHEDULER_STARTED)
     scheduler.start()
     log.info("scheduler stopped")
 
