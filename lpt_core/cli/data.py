@@ -1,0 +1,145 @@
+"""``lpt prepare``, ``lpt validate`` and ``lpt shift make|add|list``: the data commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SHIFTS_ROOT = Path("data/shifts")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the data subcommands to the ``lpt`` parser."""
+    p = subparsers.add_parser("prepare", help="build a prepared (long-tailed) dataset from a params section")
+    p.add_argument("--params", type=Path, required=True, help="params.yaml")
+    p.add_argument("--section", default="prepare", help="section of the params file (default: prepare)")
+    p.add_argument("--out", type=Path, required=True, help="output folder of the prepared dataset")
+    p.set_defaults(func=_prepare)
+
+    v = subparsers.add_parser("validate", help="validate a prepared dataset or a stored shift batch (GX)")
+    v.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    v.add_argument("--batch", type=Path, default=None, help="validate this stored shift batch against --data")
+    v.add_argument("--out", type=Path, required=True, help="folder for validation.json and validation.html")
+    v.set_defaults(func=_validate)
+
+    s = subparsers.add_parser("shift", help="shift batches: make, add, list")
+    sub = s.add_subparsers(dest="shift_command", required=True, metavar="ACTION")
+    _register_make(sub)
+    _register_add(sub)
+    ls = sub.add_parser("list", help="list the stored shift batches")
+    ls.add_argument("--shifts-root", type=Path, default=DEFAULT_SHIFTS_ROOT)
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(func=_list)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset the labels refer to")
+    p.add_argument("--shifts-root", type=Path, default=DEFAULT_SHIFTS_ROOT, help="where batches are stored")
+    p.add_argument("--no-dvc", action="store_true", help="store without DVC versioning (no DVC repo needed)")
+    p.add_argument("--report-dir", type=Path, default=None, help="write the validation result of a refused batch here")
+
+
+def _register_make(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("make", help="corrupt part of the prepared test split into a new batch")
+    _common(m)
+    m.add_argument("--corruption", required=True, help="a corruption name or 'mixture'")
+    m.add_argument("--severity", type=int, default=None, help="1..5 (not used by mixture)")
+    m.add_argument("--size", type=int, required=True, help="number of test images")
+    m.add_argument("--seed", type=int, required=True)
+    m.set_defaults(func=_make)
+
+
+def _register_add(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser("add", help="ingest a folder, an .npz (x, y) or a -C .npy as a new batch")
+    a.add_argument("path", type=Path)
+    _common(a)
+    a.add_argument("--severity", type=int, default=None, help="severity (required for a -C .npy)")
+    a.add_argument("--corruption", default=None, help="corruption name (default: unknown, or the -C file stem)")
+    a.add_argument("--labels", type=Path, default=None, help="labels .npy for a -C file (default: labels.npy beside it)")
+    a.add_argument("--kind", choices=("real", "published", "generated"), default=None)
+    a.set_defaults(func=_add)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from lpt_core.config import load_section
+    from lpt_core.data.prepare import PrepareConfig, prepare
+
+    cfg = load_section(args.params, args.section, PrepareConfig)
+    data = prepare(cfg, args.out)
+    meta = json.loads((args.out / "dataset.json").read_text())
+    print(f"prepared {meta['name']} -> {args.out}")
+    print(f"  classes: {data.num_classes}, train {len(data.train)}, val {len(data.val)}, test {len(data.test)}")
+    print(f"  train counts: {data.class_counts.tolist()}")
+    for split, h in meta["content_hashes"].items():
+        print(f"  {split} content sha256: {h}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from lpt_core.data.store import load_prepared
+    from lpt_core.validation import validate_batch, validate_prepared
+
+    data = load_prepared(args.data)
+    if args.batch is None:
+        report = validate_prepared(data, args.out)
+    else:
+        from lpt_core.data.batches import load_batch, registered_hashes
+
+        batch = load_batch(args.batch, verify=False)
+        others = registered_hashes(args.batch.parent) - {batch.meta["content_hash"]}
+        sev = batch.meta.get("severity") or None
+        report = validate_batch(
+            np.asarray(batch.images), batch.labels, num_classes=data.num_classes,
+            image_shape=tuple(data.test.images.shape[1:3]), severity=sev, registered_hashes=others, out_dir=args.out,
+        )  # fmt: skip
+    print(report.summary(), file=sys.stdout if report.success else sys.stderr)
+    print(f"  result: {report.paths['json']}\n  html:   {report.paths['html']}")
+    return 0 if report.success else 1
+
+
+def _make(args: argparse.Namespace) -> int:
+    from lpt_core.data.batches import make_batch
+
+    batch = make_batch(args.data, args.shifts_root, args.corruption, args.severity, args.size, args.seed,
+                       use_dvc=not args.no_dvc, report_dir=args.report_dir)  # fmt: skip
+    _print_batch(batch)
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from lpt_core.data.batches import add_batch
+
+    batch = add_batch(args.path, args.shifts_root, args.data, corruption=args.corruption, severity=args.severity,
+                      labels_path=args.labels, kind=args.kind, use_dvc=not args.no_dvc, report_dir=args.report_dir)  # fmt: skip
+    _print_batch(batch)
+    return 0
+
+
+def _print_batch(batch: object) -> None:
+    meta, path = batch.meta, batch.path  # type: ignore[attr-defined]
+    print(f"registered shift batch {meta['id']}")
+    print(f"  path:         {path}")
+    print(f"  kind:         {meta['kind']} ({meta['corruption']}, severity {meta['severity']}), {meta['size']} images")
+    print(f"  content hash: {meta['content_hash']}")
+    print(f"  dvc md5:      {batch.dvc_hash or '(not versioned: --no-dvc)'}")  # type: ignore[attr-defined]
+
+
+def _list(args: argparse.Namespace) -> int:
+    from lpt_core.data.batches import list_batches
+
+    metas = list_batches(args.shifts_root)
+    if args.json:
+        print(json.dumps(metas, indent=2))
+        return 0
+    if not metas:
+        print(f"no shift batches under {args.shifts_root}")
+        return 0
+    for m in metas:
+        print(f"{m['id']}\t{m['kind']}\t{m['corruption']}\ts{m['severity']}\t{m['size']}\t"
+              f"{m['dataset']}\tdvc={m['dvc_hash'] or '-'}")  # fmt: skip
+    return 0
+
