@@ -26,7 +26,10 @@ LOSSES: Registry[type[nn.Module]] = Registry("loss")
 
 
 def _counts_tensor(class_counts: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-    counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64)).to(torch.float32)
+    if isinstance(class_counts, torch.Tensor):  # may live on any device
+        counts = class_counts.detach().to("cpu", torch.float32)
+    else:
+        counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64)).to(torch.float32)
     if counts.dim() != 1 or counts.numel() < 1:
         raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}")
     bad = torch.nonzero(counts <= 0).flatten().tolist()
@@ -96,6 +99,7 @@ class AGCLLoss(nn.Module):
         """Mean over the batch of the focused, label-smoothed cross-entropy of the clouded logits."""
         num_classes = self.class_counts.numel()
         _check_inputs(logits, targets, num_classes)
+        logits = logits.float()  # low-precision (autocast) logits: the loss is computed in fp32
         log_p = F.log_softmax(self.clouded_logits(logits, targets), dim=1)
         p = log_p.exp()
         onehot = F.one_hot(targets, num_classes).to(log_p.dtype)
@@ -132,7 +136,7 @@ class _PriorShiftLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the (prior-shifted) scaled logits."""
         _check_inputs(logits, targets, self.class_counts.numel())
-        z = self.scale * logits + self.tau * self.log_prior.to(logits.dtype)
+        z = self.scale * logits.float() + self.tau * self.log_prior
         return F.cross_entropy(z, targets, label_smoothing=self.label_smoothing)
 
 

@@ -105,3 +105,12 @@ def test_counts_are_a_buffer_and_bad_shapes_raise():
     assert "class_counts" in dict(loss.named_buffers())
     with pytest.raises(ValueError, match="logits must be \\(B, 3\\)"):
         loss(torch.zeros(2, 4), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name", ["agcl", "cross_entropy", "logit_adjusted", "balanced_softmax"])
+def test_tensor_counts_and_low_precision_logits(name):
+    loss = build_loss(name, torch.tensor([9, 3, 1]), **({"noise_mul": 0.0} if name == "agcl" else {}))
+    logits = torch.tensor([[0.2, -0.1, 0.4]], dtype=torch.bfloat16)
+    value = loss(logits, torch.tensor([2]))
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, loss(logits.float(), torch.tensor([2])))
