@@ -39,6 +39,16 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"field {field!r} not found in {_STATUS}")
 
 
+def _trim_heap() -> None:
+    """Return freed heap pages to the OS (glibc), so reused pages do not hide a call's needs."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the baseline is merely higher
+        pass
+
+
 def _reset_rss_peak() -> bool:
     try:
         _CLEAR_REFS.write_text("5")
@@ -50,6 +60,7 @@ def _reset_rss_peak() -> bool:
 def peak_cpu_memory(fn: Callable[[], object]) -> PeakMemory:
     """Run ``fn`` once and return the process's peak resident memory during it."""
     gc.collect()
+    _trim_heap()
     if _STATUS.exists() and _reset_rss_peak():
         baseline = _status_kib("VmRSS") * 1024
         fn()

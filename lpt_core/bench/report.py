@@ -38,6 +38,11 @@ class BenchRow:
         return f"{self.value:.4g}"
 
 
+def error_row(section: str, name: str, unit: str, command: str, exc: BaseException) -> BenchRow:
+    """A row recording that one measurement failed (its section goes on)."""
+    return BenchRow(section, name, None, unit, "", command, f"{type(exc).__name__}: {exc}")
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (falls back to ``platform.processor()``)."""
     path = Path("/proc/cpuinfo")

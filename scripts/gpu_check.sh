@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU benchmark suite in one command (lpt_core/bench/gpu.py), for a fresh H200 machine.
+#
+#   bash scripts/gpu_check.sh [OUT_DIR] [extra args, e.g. --only eval,train]
+#
+# Runs the package from source (PYTHONPATH=.) with only torch, timm, numpy, scipy,
+# scikit-image and pandas needed. Each section is isolated (an error is printed and recorded,
+# the next section runs); gpu_bench.json / gpu_bench.md in OUT_DIR (default: $OUT, else
+# ./bench_out) are rewritten after every section, so a run cut short keeps what it measured.
+# Wall-clock cap: GPU_CHECK_TIMEOUT seconds (default 480). Test it on a CPU with:
+#   bash scripts/gpu_check.sh /tmp/gpu_out --quick --device cpu
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${1:-${OUT:-bench_out}}"
+shift $(( $# > 0 ? 1 : 0 ))
+mkdir -p "$OUT_DIR"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1
+echo "[gpu_check] repo $PWD, output $OUT_DIR, $(date -u +%FT%TZ)"
+{ nvidia-smi || echo "nvidia-smi unavailable"; } > "$OUT_DIR/nvidia-smi.txt" 2>&1
+python3 - <<'PY' 2>&1 | tee "$OUT_DIR/env.txt"
+import importlib, platform
+print("python", platform.python_version())
+for name in ("torch", "timm", "numpy", "scipy", "skimage", "pandas", "torchvision", "wand"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "?"))
+    except Exception as exc:  # a missing optional library only disables the rows that need it
+        print(name, "MISSING:", type(exc).__name__, exc)
+import torch
+print("cuda", torch.version.cuda, "available", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+PY
+timeout --signal=TERM --kill-after=20 "${GPU_CHECK_TIMEOUT:-480}" \
+  python3 -m lpt_core.bench.gpu --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/gpu_bench.log"
+rc=${PIPESTATUS[0]}
+echo "[gpu_check] exit code $rc (124 = timed out; partial results are in $OUT_DIR)"
+ls -l "$OUT_DIR"
+exit "$rc"

@@ -1,0 +1,78 @@
+"""The benchmark harness: timing, memory, report writer, and a --quick smoke run of both suites."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from lpt_core.bench.memory import peak_cpu_memory
+from lpt_core.bench.report import BenchReport, BenchRow, update_markdown
+from lpt_core.bench.timing import ratio, time_interleaved
+
+
+def test_time_interleaved_warms_up_and_rotates() -> None:
+    calls: list[str] = []
+    cands = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    stats = time_interleaved(cands, repeats=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up, in order
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated rounds
+    assert {s.repeats for s in stats.values()} == {3}
+
+
+def test_time_interleaved_ratio_tracks_work() -> None:
+    stats = time_interleaved({"slow": lambda: time.sleep(0.03), "fast": lambda: time.sleep(0.005)},
+                             repeats=3, warmup=0)
+    assert stats["slow"].median_s >= 0.03
+    assert ratio(stats, "slow", "fast") > 1.5
+    with pytest.raises(KeyError, match="nope"):
+        ratio(stats, "nope", "fast")
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved({"x": lambda: None}, repeats=0)
+
+
+def test_peak_cpu_memory_sees_a_large_allocation() -> None:
+    m = peak_cpu_memory(lambda: np.ones(40_000_000).sum())  # 305 MiB of float64
+    assert m.delta_bytes > 250 * 2**20, m
+
+
+def test_update_markdown_replaces_only_its_suite(tmp_path) -> None:
+    path = tmp_path / "B.md"
+    machine = {"cpu": "X", "cores": 2, "torch": "t", "date": "2026-01-01 00:00 UTC"}
+    gpu = BenchReport("gpu", machine, [BenchRow("s", "gpu row", 1.0, "x", command="cmd g")])
+    update_markdown(path, gpu, preamble="# Benchmarks\n")
+    for value in (2.0, 3.0):
+        update_markdown(path, BenchReport("cpu", machine, [BenchRow("s", "cpu row", value, "x", command="cmd c")]))
+    text = path.read_text()
+    assert text.startswith("# Benchmarks") and text.count("<!-- bench:cpu:start -->") == 1
+    assert "gpu row" in text and "| cpu row | 3 |" in text and "| cpu row | 2 |" not in text
+    assert "`cmd c`" in text and "2026-01-01 00:00 UTC" in text
+
+
+def test_cpu_suite_quick_smoke(tmp_path) -> None:
+    from lpt_core.cli import main
+
+    out, js = tmp_path / "BENCHMARKS.md", tmp_path / "cpu.json"
+    rc = main(["bench", "cpu", "--quick", "--only", "flops,walltime,corruptions", "--out", str(out), "--json", str(js)])
+    assert rc == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert [r for r in rows if r["error"]] == []
+    names = {r["name"] for r in rows}
+    assert {"lpt_reuse / plain", "lpt_reuse / lpt_naive", "lpt_reuse / full_ft", "zoom_blur"} <= names
+    flops = {r["name"]: r["value"] for r in rows if r["section"].startswith("FLOPs")}
+    assert flops["lpt_naive"] > flops["lpt_reuse"] > flops["phase1"] > flops["plain"] > 0
+    assert all(r["command"].startswith("lpt bench cpu --only ") for r in rows)
+    assert "lpt bench cpu --only walltime --quick" in out.read_text()
+    assert main(["bench", "cpu", "--quick", "--only", "nosuch"]) == 2  # unknown section: clear error
+
+
+def test_gpu_script_quick_on_cpu(tmp_path) -> None:
+    from lpt_core.bench.gpu import run_gpu_suite
+
+    report = run_gpu_suite(quick=True, only=["matmul", "eval", "train"], device="cpu", out_dir=tmp_path)
+    assert [r for r in report.rows if r.error] == []
+    data = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert any(r["name"] == "time lpt_reuse / plain" for r in data["rows"])
+    assert "<!-- bench:gpu:start -->" in (tmp_path / "gpu_bench.md").read_text()
