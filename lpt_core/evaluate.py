@@ -62,7 +62,7 @@ def predict(
     try:
         with torch.inference_mode(), autocast(device, amp):
             for start in range(0, len(images_uint8), batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(images_uint8[start : start + batch_size]))
+                chunk = torch.from_numpy(np.array(images_uint8[start : start + batch_size], order="C"))  # writable copy
                 chunk = chunk.pin_memory() if pin else chunk
                 outs.append(model(pre(chunk.to(device, non_blocking=True))).float().cpu())
     finally:
