@@ -25,18 +25,20 @@ def shift_heatmap(cells: pd.DataFrame) -> alt.Chart:
     """
     _require(cells, {"model", "corruption", "severity", "value"}, "shift_heatmap")
     base = alt.Chart(cells).encode(
-        x=alt.X("severity:O", title="severity"),
+        x=alt.X("severity:O", title="severity", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("corruption:N", title=None),
     )
     rect = base.mark_rect().encode(
         color=alt.Color("value:Q", title="top-1", scale=alt.Scale(scheme="viridis", domain=[0, 1])),
         tooltip=["model", "corruption", "severity", alt.Tooltip("value:Q", format=".3f")],
     )
-    text = base.mark_text(fontSize=10).encode(
+    text = base.mark_text(fontSize=12).encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition(alt.datum.value > 0.5, alt.value("black"), alt.value("white")),
     )
-    return (rect + text).properties(width=220).facet(column=alt.Column("model:N", title=None))
+    return (rect + text).properties(width=alt.Step(72), height=alt.Step(30)).facet(
+        column=alt.Column("model:N", title=None, header=alt.Header(labelFontSize=13))
+    )
 
 
 def severity_curves(curves: pd.DataFrame) -> alt.Chart:
@@ -49,7 +51,7 @@ def severity_curves(curves: pd.DataFrame) -> alt.Chart:
         alt.Chart(curves)
         .mark_line(point=True)
         .encode(
-            x=alt.X("severity:O", title="severity (0 = clean)"),
+            x=alt.X("severity:O", title="severity (0 = clean)", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("value:Q", title="top-1", scale=_ACC),
             color=alt.Color("model:N"),
             tooltip=["model", "severity", alt.Tooltip("value:Q", format=".3f")],
@@ -91,7 +93,7 @@ def class_accuracy_vs_frequency(per_class: pd.DataFrame) -> alt.Chart:
     _require(per_class, {"model", "class_id", "train_count", "condition", "value"}, "class_accuracy")
     return (
         alt.Chart(per_class)
-        .mark_circle(opacity=0.7)
+        .mark_circle(opacity=0.8, size=70)
         .encode(
             x=alt.X("train_count:Q", title="training images of the class", scale=alt.Scale(type="log")),
             y=alt.Y("value:Q", title="per-class top-1", scale=_ACC),
@@ -114,7 +116,7 @@ def shot_groups_by_shift(groups: pd.DataFrame) -> alt.Chart:
         alt.Chart(groups)
         .mark_bar()
         .encode(
-            x=alt.X("condition:N", title=None, sort=None),
+            x=alt.X("condition:N", title=None, sort=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("grp:N", sort=order),
             y=alt.Y("value:Q", title="top-1", scale=_ACC),
             color=alt.Color("grp:N", sort=order, title="shot group"),

@@ -1,0 +1,49 @@
+"""Real-browser test: streamlit run + headless chromium over DevTools, one screenshot per page."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.db.session import make_engine
+from conftest import EXPECTED, seed_store
+
+DRIVER = Path(__file__).resolve().parents[2] / "scripts" / "browser_check.py"
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("browser_check", DRIVER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.browser
+def test_every_page_renders_in_chromium(tmp_path: Path) -> None:
+    driver = _driver()
+    if driver.find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    report = tmp_path / "night.md"
+    report.write_text("# Nightly report\n\nAll pairs evaluated.\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = make_engine(url)
+    seed_store(engine, report)
+    engine.dispose()
+
+    shots = driver.capture_pages(url, tmp_path / "screenshots")
+
+    by_page = dict(zip(driver.PAGES, shots))
+    for page, title in driver.PAGES.items():
+        shot = by_page[page]
+        assert not shot.exception, f"/{page} shows an exception:\n{shot.text[:2000]}"
+        assert shot.text.startswith(title), f"/{page} starts with {shot.text[:80]!r}"
+        assert shot.png.stat().st_size > 20_000 and shot.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    overview = by_page[""].text
+    for figure in (EXPECTED["lpt_main"]["clean"], EXPECTED["ft_base"]["shifted"], EXPECTED["shifted_diff"]):
+        assert figure in overview
+    assert "backbone fingerprint mismatch" in by_page["data_runs"].text
+    assert "Nightly report" in by_page["data_runs"].text
