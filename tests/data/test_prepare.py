@@ -10,7 +10,7 @@ import pytest
 from lpt_core.config import from_mapping
 from lpt_core.data.prepare import PrepareConfig, build_prepared, prepare
 from lpt_core.data.sources import FASHION_MNIST_ROOT, load_source
-from lpt_core.data.store import ArraySplit, load_prepared
+from lpt_core.data.store import ArraySplit, load_prepared, save_prepared
 
 
 def test_cifar100_lt_r100_through_prepare(fake_cifar100_full: Path, tmp_path: Path) -> None:
@@ -87,3 +87,9 @@ def test_real_fashion_mnist_quickstart_builds_and_validates(tmp_path: Path) -> N
     data = prepare(cfg, tmp_path / "fm")
     assert data.meta["profile"]["counts_before_holdout"] == [500, 158, 50, 15, 5]
     assert validate_prepared(load_prepared(tmp_path / "fm"), tmp_path / "val").success
+
+
+def test_empty_validation_split_saves_and_loads(dh, tmp_path: Path) -> None:
+    data = build_prepared(dh.synthetic_raw(), PrepareConfig(source="s", n_max=20, rho=5, val_fraction=0.0))
+    back = load_prepared(save_prepared(tmp_path / "p", data))
+    assert len(back.val) == 0 and back.class_counts.tolist() == data.class_counts.tolist() == [20, 13, 8, 5, 4]
