@@ -29,10 +29,10 @@ class RealEvaluator:
 
         batch = load_batch(Path(spec.batch_path))
         result = evaluate_artifact(
-            Path(spec.artifact_path), batch.images, batch.labels,
-            device=self.device, batch_size=self.batch_size, backbone_weights=self.backbone_weights,
+            Path(spec.artifact_path), batch.images, batch.labels, device=self.device,
+            batch_size=self.batch_size, backbone_weights=self.backbone_weights, model_name=spec.model_name,
         )
-        return complete_result(result.to_json(), spec)
+        return complete_result(result.to_dict(), spec)
 
 
 def complete_result(raw: Any, spec: Any) -> dict[str, Any]:

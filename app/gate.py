@@ -20,6 +20,7 @@ from app.db.schema import Model
 from app.settings import Settings
 
 PROMOTABLE_FROM = ("candidate", "retired", "baseline")
+FLOAT_TOL = 1e-9  # a drop of exactly the threshold (0.90 - 0.89) must not fail on rounding
 
 
 def deployed_model(session: Session) -> Model | None:
@@ -100,7 +101,7 @@ def gate_decision(session: Session, settings: Settings, candidate: str, deployed
         return {**evidence, "promote": False, "why": "no common shifted and clean evaluations yet"}
     gain = sum(top1[(candidate, b)][0] - top1[(deployed, b)][0] for b in recent) / len(recent)
     drop = sum(top1[(deployed, b)][0] - top1[(candidate, b)][0] for b in clean) / len(clean)
-    ok = gain > settings.gate_min_gain and drop <= settings.gate_max_clean_drop
+    ok = gain > settings.gate_min_gain and drop <= settings.gate_max_clean_drop + FLOAT_TOL
     why = f"mean shifted gain {gain:+.4f} (needs > {settings.gate_min_gain}), clean drop {drop:+.4f} " \
           f"(allowed <= {settings.gate_max_clean_drop})"
     return {**evidence, "promote": ok, "shifted_gain": gain, "clean_drop": drop, "why": why}

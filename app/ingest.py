@@ -141,9 +141,7 @@ def read_batch_dir(batch_dir: Path) -> dict[str, Any]:
 
 def _dvc_hash(batch_dir: Path) -> str | None:
     """The md5 DVC recorded for the batch (None when the batch is not DVC-tracked)."""
-    if not Path(f"{batch_dir}.dvc").is_file():
-        return None
-    from lpt_core.data.batches import dvc_hash
+    from lpt_core.dvcutil import dvc_hash
 
     return dvc_hash(batch_dir)
 

@@ -51,7 +51,8 @@ def intake_incoming(settings: Settings) -> dict[str, str]:
 
     for item in items:
         try:
-            batch = add_batch(item, Path(settings.shifts_dir), Path(settings.prepared_dir))
+            batch = add_batch(item, Path(settings.shifts_dir), Path(settings.prepared_dir),
+                              use_dvc=bool(settings.use_dvc))
         except Exception as exc:  # any refusal: keep the reason next to the item, write nothing
             reason = f"{type(exc).__name__}: {exc}"
             refused[item.name] = reason

@@ -39,6 +39,7 @@ class Settings:
     gate_max_clean_drop: float = 0.01
     alert_alpha: float = 0.05
     lock_path: str = ""
+    use_dvc: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,72 @@
+"""``lpt ingest``: pipeline artifacts, shift sets and result files, idempotently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.db import repository as repo
+from app.db.session import session_scope
+from app.ingest import ingest
+from app.jobs import PairSpec, run_job
+from app_fakes import FakeEvaluator, make_artifact, make_batch, result_dict, tree_sha256
+
+
+def _pipeline(tmp_path: Path) -> tuple[Path, Path, Path]:
+    models, shifts, results = tmp_path / "models", tmp_path / "shifts", tmp_path / "results"
+    arts = {name: make_artifact(models, name, method) for name, method in (("lpt", "lpt"), ("full_ft", "full_ft"))}
+    make_batch(shifts, "fog3", corruption="fog", severity=3)
+    for name, art in arts.items():
+        for shift_id, corruption, sev, kind in (("fog3", "fog", 3, "generated"), ("clean", "none", 0, "clean")):
+            spec = PairSpec(name, name, str(art), tree_sha256(art), shift_id, "", kind, "tiny", corruption, sev,
+                            100, "h", None, "pipe-1")
+            res = result_dict(spec, 0.5)
+            res["shift"] = {"id": shift_id, "kind": kind, "dataset": "tiny", "corruption": corruption,
+                            "severity": sev, "size": 100, "content_hash": f"hash-{shift_id}", "dvc_hash": None}
+            if shift_id == "fog3":
+                res["shift"]["content_hash"] = json.loads((shifts / "fog3" / "batch.json").read_text())["content_hash"]
+            out = results / name / f"{shift_id}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res))
+    return models, shifts, results
+
+
+def test_ingest_twice_adds_rows_once(engine, tmp_path: Path) -> None:
+    models, shifts, results = _pipeline(tmp_path)
+    first = ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
+    assert (sorted(first.models_added), first.batches_added, first.results_added) == (["full_ft", "lpt"], ["fog3"], 4)
+    with session_scope(engine) as s:
+        before = repo.count_rows(s)
+        states = {m.name: m.state for m in repo.list_models(s)}
+    assert states == {"lpt": "candidate", "full_ft": "baseline"}
+    assert (before["shift_batches"], before["eval_runs"], before["job_runs"]) == (2, 4, 1)
+    second = ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
+    assert (second.models_added, second.batches_added, second.results_added, second.results_present) == ([], [], 0, 4)
+    with session_scope(engine) as s:
+        assert repo.count_rows(s) == before
+
+
+def test_job_skips_pairs_the_pipeline_already_evaluated(engine, settings, tmp_path: Path) -> None:
+    models, shifts, results = _pipeline(tmp_path)
+    ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
+    ev = FakeEvaluator()
+    summary = run_job(settings.replace(code_version="pipe-1", shifts_dir=str(shifts)), evaluator=ev,
+                      hasher=tree_sha256, engine=engine)
+    assert (summary.pairs_evaluated, ev.calls) == (0, []), "the clean set has no batch folder; fog3 is done"
+
+
+def test_ingest_refuses_an_unknown_method_and_a_bad_result(engine, tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "models", "odd", "lpt")
+    meta = json.loads((art / "meta.json").read_text())
+    meta["method"] = "mystery"
+    (art / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown method 'mystery'"):
+        ingest(engine, results_dir=None, models_dir=tmp_path / "models", hasher=tree_sha256)
+    (tmp_path / "results" / "m").mkdir(parents=True)
+    (tmp_path / "results" / "m" / "x.json").write_text(json.dumps({"schema": "other"}))
+    with pytest.raises(ValueError, match="schema 'other'"):
+        ingest(engine, results_dir=tmp_path / "results", models_dir=None, hasher=tree_sha256)
+    with session_scope(engine) as s:
+        assert repo.count_rows(s)["models"] == 0
