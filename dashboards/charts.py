@@ -135,17 +135,16 @@ def nightly_trend(trend: pd.DataFrame, events: pd.DataFrame | None = None) -> al
     """
     _require(trend, {"model", "batch_id", "night", "value"}, "nightly_trend")
     nightly = trend.groupby(["model", "night"], as_index=False)["value"].mean()
-    line = (
-        alt.Chart(nightly)
-        .mark_line()
-        .encode(x=alt.X("night:T", title="night"), y=alt.Y("value:Q", title="top-1"), color="model:N")
-    )
+    x = alt.X("night:T", title="night (UTC)", scale=alt.Scale(padding=24),
+              axis=alt.Axis(format="%Y-%m-%d", tickCount="day", labelAngle=0))
+    y = alt.Y("value:Q", title="top-1", scale=alt.Scale(zero=False, padding=12))
+    line = alt.Chart(nightly).mark_line(point=True).encode(x=x, y=y, color="model:N")
     points = (
         alt.Chart(trend)
-        .mark_circle(opacity=0.5, size=30)
+        .mark_circle(opacity=0.45, size=45)
         .encode(
-            x="night:T",
-            y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+            x=x,
+            y=y,
             color="model:N",
             tooltip=["model", "batch_id", alt.Tooltip("night:T"), alt.Tooltip("value:Q", format=".3f")],
         )

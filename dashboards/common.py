@@ -176,3 +176,10 @@ def _write_query_params(flt: ResultFilter) -> None:
 def points(value: float | None) -> str:
     """A difference of accuracies in percentage points, signed ("n/a" when missing)."""
     return "n/a" if value is None or pd.isna(value) else f"{100 * value:+.1f} pp"
+
+
+def as_percent(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, dict]:
+    """``frame`` with accuracy ``columns`` scaled to percent, and a column config showing "81.3%"."""
+    present = [c for c in columns if c in frame.columns]
+    scaled = frame.assign(**{c: 100 * frame[c].astype(float) for c in present})
+    return scaled, {c: st.column_config.NumberColumn(format="%.1f%%") for c in present}

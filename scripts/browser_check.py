@@ -46,7 +46,8 @@ READY_JS = """(() => {
     charts_ready: charts.every(c => c.querySelector('canvas, svg')),
     exception: !!document.querySelector('[data-testid="stException"]'),
     size: document.body.innerHTML.length,
-    height: Math.max(...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stSidebarContent"]')].map(e => e.scrollHeight), 0),
+    height: Math.max(0, ...[...document.querySelectorAll('[data-testid="stMainBlockContainer"], [data-testid="stSidebarUserContent"]')]
+      .map(e => e.getBoundingClientRect().top + e.scrollHeight)),
     sidebar: (() => { const s = document.querySelector('[data-testid="stSidebar"]'); return s ? s.getBoundingClientRect().left : null; })(),
     text: text});
 })()"""
@@ -203,7 +204,9 @@ def shoot(dev: DevTools, url: str, png: Path) -> PageShot:
     state = _load(dev, url, VIEW_HEIGHT)
     if state["height"] + 80 > VIEW_HEIGHT:
         state = _load(dev, url, min(int(state["height"]) + 80, MAX_HEIGHT))
-    shot = dev.call("Page.captureScreenshot", format="png")
+    height = min(max(int(state["height"]) + 80, 800), MAX_HEIGHT)  # crop the empty tail
+    clip = {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1}
+    shot = dev.call("Page.captureScreenshot", format="png", clip=clip)
     png.write_bytes(base64.b64decode(shot["data"]))
     return PageShot(url, state["text"], png, time.monotonic() - t0, state["exception"])
 

@@ -21,6 +21,6 @@ if groups.empty:
 else:
     st.altair_chart(charts.shot_groups_by_shift(groups), key="lt_groups")
     wide = groups.pivot_table(index=["model", "condition"], columns="grp", values="value")
-    st.dataframe(wide.reindex(columns=["many", "medium", "few"]).reset_index(), hide_index=True,
-                 column_config={g: st.column_config.NumberColumn(format="percent")
-                                for g in ("many", "medium", "few")})
+    wide = wide.reindex(columns=["many", "medium", "few"]).reset_index()
+    shown, config = common.as_percent(wide, ["many", "medium", "few"])
+    st.dataframe(shown, hide_index=True, column_config=config)

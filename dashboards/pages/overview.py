@@ -31,9 +31,8 @@ if pair:
     c3.metric("Stored parameter ratio", f"{a.stored_params / b.stored_params:.2%}")
 
 st.subheader("All models")
-st.dataframe(table, hide_index=True, column_config={
-    c: st.column_config.NumberColumn(format="percent") for c in ("clean_acc", "shifted_acc", "gap")
-})
+shown, config = common.as_percent(table, ["clean_acc", "shifted_acc", "gap"])
+st.dataframe(shown, hide_index=True, column_config=config)
 left, right = st.columns(2)
 with left:
     st.subheader("Latest alerts")

@@ -21,9 +21,9 @@ else:
     st.altair_chart(charts.nightly_trend(trend, marks), key="tl_trend")
     st.caption("Points: one shifted batch each; lines: the nightly mean; dashed rules: state changes.")
     nightly = trend.groupby(["night", "model"])["value"].mean().unstack("model")
-    st.dataframe(nightly.sort_index(ascending=False), column_config={
-        m: st.column_config.NumberColumn(format="percent") for m in nightly.columns
-    })
+    nightly.index = nightly.index.strftime("%Y-%m-%d")
+    shown, config = common.as_percent(nightly.sort_index(ascending=False), list(nightly.columns))
+    st.dataframe(shown, column_config=config)
 
 st.subheader("Promotions and rollbacks")
 if events.empty:

@@ -82,8 +82,8 @@ def test_shift_explorer_difference_table(seeded_url: str) -> None:
 def test_long_tail_shot_groups(seeded_url: str) -> None:
     at = _open(PAGES[2])
     table = at.dataframe[0].value.set_index(["model", "condition"])
-    assert table.loc[("lpt_main", "clean"), "few"] == pytest.approx(0.60)
-    assert table.loc[("ft_base", "gaussian_noise"), "many"] == pytest.approx(0.60)  # (0.7 + 0.5) / 2
+    assert table.loc[("lpt_main", "clean"), "few"] == pytest.approx(60.0)  # shown in percent
+    assert table.loc[("ft_base", "gaussian_noise"), "many"] == pytest.approx(60.0)  # (0.7 + 0.5) / 2
 
 
 def test_timeline_lists_events_and_regressions(seeded_url: str) -> None:
