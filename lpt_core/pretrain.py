@@ -308,3 +308,29 @@ def pretrain(cfg: PretrainConfig, data_root: str | Path, out_dir: str | Path, *,
     save_backbone(out_dir, state, meta)
     log.info("backbone saved to %s: base-class test accuracy %.4f in %.0f s", out_dir, accuracy, seconds)
     return meta
+
+
+def save_random_backbone(cfg: PretrainConfig, out_dir: str | Path, *, seed: int = 0) -> dict[str, Any]:
+    """Write a seeded random-init backbone in the pretrain stage's output format (tests, dry runs).
+
+    It stands in for the pretrained one where only the wiring matters; its meta says so
+    (``pretrain_data.source = "none (random init)"``, no accuracy).
+    """
+    import timm
+
+    torch.manual_seed(seed)
+    state = headless_state(build_model(cfg, 1))
+    meta = {
+        "schema": "lpt-backbone/1",
+        "timm_name": cfg.model_name,
+        "timm_kwargs": backbone_kwargs(cfg),
+        "fingerprint": state_fingerprint(cfg.model_name, backbone_kwargs(cfg), state),
+        "num_params": int(sum(t.numel() for t in state.values())),
+        "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
+        "pretrain_data": {"source": "none (random init)", "base_classes": list(cfg.base_classes)},
+        "base_class_test_accuracy": None,
+        "epochs": 0,
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+    }
+    save_backbone(out_dir, state, meta)
+    return meta

@@ -16,10 +16,11 @@ from lpt_core.config import load_section
 C = TypeVar("C")
 
 
-def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the ``--params`` option every stage takes."""
+def stage_parser(stage: str, description: str, *, params: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the ``--params`` (when the stage has a section) and ``--device`` options."""
     parser = argparse.ArgumentParser(prog=f"python -m lpt_core.pipeline.{stage}", description=description)
-    parser.add_argument("--params", required=True, type=Path, help="params.yaml to read the stage's section from")
+    if params:
+        parser.add_argument("--params", required=True, type=Path, help="params.yaml to read the stage's section from")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     return parser
 

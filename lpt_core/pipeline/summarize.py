@@ -1,0 +1,117 @@
+"""Stage ``summarize``: DVC metrics and plot data from the result files.
+
+``metrics/summary.json`` (for ``dvc metrics show/diff``): per model, clean top-1, mean top-1
+over the corrupted sets, and many/medium/few top-1 clean and shifted. Plot CSVs (rendered by
+``dvc plots`` or read by the dashboard, no network needed): ``plots/severity.csv`` (top-1 per
+model, corruption and severity) and ``plots/class_frequency.csv`` (clean per-class accuracy vs
+training count). The groups are LPT's (Dong et al., ICLR 2023) many/medium/few shot groups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lpt_core.pipeline.common import parse, stage_parser, write_json
+
+log = logging.getLogger(__name__)
+GROUPS = ("overall", "many", "medium", "few")
+RESULT_SCHEMA = "lpt-result/1"
+
+
+def load_results(results_dir: Path) -> list[dict[str, Any]]:
+    """Every ``results/<model>/<shift>.json`` with schema ``lpt-result/1``; others raise."""
+    results = []
+    for path in sorted(results_dir.glob("*/*.json")):
+        data = json.loads(path.read_text())
+        if data.get("schema") != RESULT_SCHEMA:
+            raise ValueError(f"{path} has schema {data.get('schema')!r}, expected {RESULT_SCHEMA!r}")
+        results.append(data)
+    if not results:
+        raise FileNotFoundError(f"no result files under {results_dir}/*/*.json; run the evaluate stages")
+    return results
+
+
+def top1_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, shift, group) with the top-1 accuracy."""
+    rows = []
+    for r in results:
+        for m in r["metrics"]:
+            if m["name"] == "top1" and m["group"] in GROUPS:
+                rows.append({"model": r["model"]["name"], "method": r["model"]["method"], "shift": r["shift"]["id"],
+                             "corruption": r["shift"]["corruption"], "severity": int(r["shift"]["severity"]),
+                             "group": m["group"], "top1": float(m["value"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per model: clean and mean-shifted top-1, overall and per shot group (absent groups omitted)."""
+    out: dict[str, dict[str, float]] = {}
+    for model, rows in table.groupby("model"):
+        entry: dict[str, float] = {}
+        clean = rows[rows["corruption"] == "none"]
+        shifted = rows[rows["corruption"] != "none"]
+        for group in GROUPS:
+            suffix = "" if group == "overall" else f"_{group}"
+            c, s = clean[clean["group"] == group]["top1"], shifted[shifted["group"] == group]["top1"]
+            if len(c):
+                entry[f"clean_top1{suffix}"] = round(float(c.mean()), 4)
+            if len(s):
+                entry[f"shifted_top1{suffix}"] = round(float(s.mean()), 4)
+        if "clean_top1" in entry and "shifted_top1" in entry:
+            entry["robustness_gap"] = round(entry["clean_top1"] - entry["shifted_top1"], 4)
+        out[str(model)] = entry
+    return out
+
+
+def severity_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Overall top-1 per (model, corruption, severity); clean rows repeated as severity 0 of each corruption."""
+    overall = table[table["group"] == "overall"]
+    clean = overall[overall["corruption"] == "none"]
+    shifted = overall[overall["corruption"] != "none"]
+    rows = [shifted]
+    for corruption in sorted(shifted["corruption"].unique()):
+        rows.append(clean.assign(corruption=corruption))
+    curves = pd.concat(rows, ignore_index=True)
+    return curves[["model", "corruption", "severity", "top1"]].sort_values(["model", "corruption", "severity"])
+
+
+def class_frequency(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """Clean per-class accuracy against the training count of each class, per model."""
+    rows = []
+    for r in results:
+        if r["shift"]["corruption"] != "none":
+            continue
+        pc = r["per_class"]
+        for cid, count, acc in zip(pc["class_ids"], pc["train_counts"], pc["accuracy"]):
+            rows.append({"model": r["model"]["name"], "class_id": int(cid), "train_count": int(count),
+                         "accuracy": float(acc) if acc is not None and np.isfinite(acc) else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["model", "train_count"], ascending=[True, False])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Summarise ``--results`` into ``--metrics`` (JSON) and ``--plots`` (CSV folder)."""
+    parser = stage_parser("summarize", main.__doc__ or "", params=False)
+    parser.add_argument("--results", required=True, type=Path, help="results folder (results/<model>/<shift>.json)")
+    parser.add_argument("--metrics", required=True, type=Path, help="summary JSON to write")
+    parser.add_argument("--plots", required=True, type=Path, help="folder for the plot CSVs")
+    args = parse(parser, argv)
+    results = load_results(args.results)
+    table = top1_table(results)
+    write_json(args.metrics, summary(table))
+    args.plots.mkdir(parents=True, exist_ok=True)
+    severity_curves(table).to_csv(args.plots / "severity.csv", index=False, float_format="%.4f")
+    class_frequency(results).to_csv(args.plots / "class_frequency.csv", index=False, float_format="%.4f")
+    log.info("summarised %d result files", len(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
