@@ -48,6 +48,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         for arg in typing.get_args(hint):
             if dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
                 return from_mapping(arg, value, where=where)
+            if typing.get_origin(arg) is tuple and isinstance(value, list):
+                return tuple(value)
         return value
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return from_mapping(hint, value, where=where)
