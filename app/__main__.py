@@ -1,0 +1,35 @@
+"""``python -m app COMMAND``: the service subcommands alone (ingest, scheduler, models, report).
+
+Same handlers as ``lpt COMMAND``, without building the core CLI's parsers, so a command that has
+nothing to do does not import torch through other subcommand modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.cli import register
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the service subcommand; user-facing errors exit with code 2."""
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
