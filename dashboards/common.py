@@ -17,8 +17,8 @@ from app.db.views import ResultFilter
 from dashboards import queries
 
 FILL_COMMANDS = """\
-dvc repro                                   # prepare data, train, evaluate: writes results/
-lpt ingest results/                         # load the result files into the store
+dvc repro            # prepare data, train, evaluate: writes models/, data/shifts/eval, results/
+lpt ingest --models models --shifts data/shifts/eval --results results   # load them into the store
 python -m dashboards.seed_demo --nights 7   # optional: demo nights derived from those results
 """
 _STATE = "_filters"

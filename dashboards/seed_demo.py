@@ -36,7 +36,8 @@ from app.db.views import DEMO_SOURCE, ResultFilter, has_results, results
 DEMO_CODE_VERSION = "demo-seed"
 NIGHT_TIME = time(2, 30)
 Z95 = 1.959963984540054
-FILL_FIRST = "no evaluation results in the store: run `dvc repro` then `lpt ingest results/` first"
+FILL_FIRST = ("no evaluation results in the store: run `dvc repro` then "
+              "`lpt ingest --models models --shifts data/shifts/eval --results results` first")
 
 
 @dataclass
