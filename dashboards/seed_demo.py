@@ -169,23 +169,40 @@ def seed_demo(engine: Engine, *, nights: int = 7, per_night: int = 3, seed: int 
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dashboards.seed_demo``: seed demo nights into the store at ``LPT_DB_URL``."""
-    parser = argparse.ArgumentParser(prog="python -m dashboards.seed_demo", description=__doc__.splitlines()[0])
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nights", type=int, default=7, help="past nights to seed (default 7)")
     parser.add_argument("--per-night", type=int, default=3, help="shifted batches per night (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling RNG (default 0)")
     parser.add_argument("--db-url", default=None, help="store URL (default: LPT_DB_URL)")
-    args = parser.parse_args(argv)
-    try:
-        summary = seed_demo(make_engine(args.db_url), nights=args.nights, per_night=args.per_night,
-                            seed=args.seed)
-    except (RuntimeError, ValueError) as exc:
-        print(f"seed_demo: error: {exc}", file=sys.stderr)
-        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Seed from parsed arguments; errors propagate (RuntimeError/ValueError name the problem)."""
+    summary = seed_demo(make_engine(args.db_url), nights=args.nights, per_night=args.per_night, seed=args.seed)
     print(f"seeded {summary.runs_added} demo runs on {len(summary.batches_added)} new demo batches over "
           f"nights {summary.nights[0]}..{summary.nights[-1]} (source {DEMO_SOURCE!r}: demo data, not measurements)")
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``lpt demo seed`` (for the ``lpt.commands`` entry-point group)."""
+    demo = subparsers.add_parser("demo", help="demo data for the dashboard")
+    actions = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    seed = actions.add_parser("seed", help=__doc__.splitlines()[0])
+    _add_arguments(seed)
+    seed.set_defaults(func=_run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dashboards.seed_demo``: seed demo nights into the store at ``LPT_DB_URL``."""
+    parser = argparse.ArgumentParser(prog="python -m dashboards.seed_demo", description=__doc__.splitlines()[0])
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (RuntimeError, ValueError) as exc:
+        print(f"seed_demo: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -93,3 +93,17 @@ def test_wilson_and_resample() -> None:
     out = resample(rows, np.random.default_rng(0))
     assert [m["group"] for m in out] == ["overall", "class:0"]
     assert out[1]["value"] == 1.0  # Binomial(n, 1) is n
+
+
+def test_registers_lpt_demo_seed(engine, tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from dashboards.seed_demo import register
+
+    parser = argparse.ArgumentParser(prog="lpt")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["demo", "seed", "--nights", "2", "--per-night", "1",
+                              "--db-url", str(engine.url)])
+    assert args.func(args) == 0
+    assert "demo data, not measurements" in capsys.readouterr().out
+    assert views.model_overview(engine, views.ResultFilter())["demo_batches"].tolist() == [2, 2]
