@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from timm.scheduler import CosineLRScheduler
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from lpt_core import distributed as D
@@ -135,15 +136,19 @@ def _seed(*parts: int) -> int:
 def _determinism(enabled: bool, device: str) -> Iterator[None]:
     """Deterministic kernels where torch has them, restored afterwards."""
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    if enabled:
-        if device.startswith("cuda"):
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    with contextlib.ExitStack() as stack:
+        if enabled:
+            if device.startswith("cuda"):
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.backends.cudnn.benchmark = False
+                # flash, cuDNN and (with warn_only) memory-efficient attention have
+                # non-deterministic backward passes on CUDA; the math kernel does not
+                stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 class _Trainer:
