@@ -15,7 +15,8 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
     except ImportError:
         return
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: on a shared 2-core box, tiny ops are ~50x slower with two contending threads.
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
