@@ -33,8 +33,8 @@ class CpuProfile:
     eval_batch: int
 
 
-FULL = CpuProfile(2048, VIT_B16, VIT_S16, 8, 5, 2048, 256)
-QUICK = CpuProfile(256, TINY, TINY, 4, 2, 64, 32)
+FULL = CpuProfile(2048, VIT_B16, VIT_S16, 8, 5, 1024, 256)
+QUICK = CpuProfile(256, TINY, TINY, 4, 1, 64, 32)
 
 
 def profile(ctx: BenchContext) -> CpuProfile:

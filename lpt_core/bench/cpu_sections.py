@@ -143,3 +143,11 @@ def corruptions(ctx: BenchContext) -> list[BenchRow]:
 
     return corruption_rows(QUICK_SIZES if ctx.quick else FULL_SIZES, ctx.command_for("corruptions"),
                            seed=ctx.seed, where=f"CPU, {torch.get_num_threads()} threads")
+
+
+@section("nightly")
+def nightly(ctx: BenchContext) -> list[BenchRow]:
+    """The nightly job through ``lpt scheduler run-now``: idle cost, per-pair cost, growth."""
+    from lpt_core.bench.nightly import nightly_rows
+
+    return nightly_rows(ctx.quick, ctx.command_for("nightly"), ctx.seed)

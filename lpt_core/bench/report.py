@@ -28,6 +28,7 @@ class BenchRow:
     detail: str = ""
     command: str = ""
     error: str | None = None
+    group: str = ""  # the suite section (registry name) that produced the row
 
     def formatted_value(self) -> str:
         """The value for a table cell: 4 significant digits, or the error."""
@@ -98,14 +99,20 @@ class BenchReport:
         """A JSON-safe view of the report."""
         return {"suite": self.suite, "machine": self.machine, "rows": [asdict(r) for r in self.rows]}
 
-    def to_markdown(self) -> str:
-        """The report as Markdown tables, one per section, machine and date on every row."""
+    def groups(self) -> list[str]:
+        """The suite sections present, in run order."""
+        return list(dict.fromkeys(r.group for r in self.rows))
+
+    def to_markdown(self, group: str | None = None) -> str:
+        """Markdown tables (one per table title) of all rows or of one ``group``; machine and
+        date on every row."""
         label, date = machine_label(self.machine), self.machine.get("date", "")
-        out = [f"### `{self.suite}` suite", "", f"Machine: {_machine_line(self.machine)}", ""]
-        for section in dict.fromkeys(r.section for r in self.rows):
+        rows = [r for r in self.rows if group is None or r.group == group]
+        out = [f"Machine: {_machine_line(self.machine)}", ""]
+        for section in dict.fromkeys(r.section for r in rows):
             out += [f"#### {section}", "", "| measurement | value | unit | detail | command | machine | date |",
                     "|---|---:|---|---|---|---|---|"]
-            for r in (r for r in self.rows if r.section == section):
+            for r in (r for r in rows if r.section == section):
                 cmd = f"`{r.command}`" if r.command else ""
                 out.append(f"| {r.name} | {r.formatted_value()} | {r.unit} | {_cell(r.detail)} | {cmd} | {label} | {date} |")
             out.append("")
@@ -143,16 +150,21 @@ def write_json(report: BenchReport, path: str | Path) -> Path:
 
 
 def update_markdown(path: str | Path, report: BenchReport, preamble: str = "") -> Path:
-    """Replace (or append) this suite's block in the Markdown file at ``path``."""
+    """Replace (or append) one block per suite section of ``report`` in the Markdown file.
+
+    Blocks of sections not in ``report`` are kept, so ``--only`` reruns update just their rows.
+    """
     path = Path(path)
-    start, end = f"<!-- bench:{report.suite}:start -->", f"<!-- bench:{report.suite}:end -->"
-    block = f"{start}\n{report.to_markdown()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else preamble
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
+    for group in report.groups():
+        key = f"{report.suite}:{group}" if group else report.suite
+        start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
+        block = f"{start}\n### {report.suite} / {group or 'all'}\n\n{report.to_markdown(group)}\n{end}"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + block + rest.split(end, 1)[1]
+        else:
+            text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

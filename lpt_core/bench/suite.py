@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lpt_core.bench.report import BenchReport, BenchRow, machine_info
 from lpt_core.registry import Registry
@@ -58,6 +58,7 @@ def run_sections(registry: Registry, order: Sequence[str], ctx: BenchContext,
             rows = [BenchRow(name, "section failed", None, "", command=ctx.command_for(name),
                              error=f"{type(exc).__name__}: {exc}")]
         for row in rows:
+            row = replace(row, group=name)
             report.add(row)
             log(f"  {row.name}: {row.formatted_value()} {row.unit}")
         log(f"section {name}: done in {time.perf_counter() - start:.1f} s")

@@ -64,7 +64,8 @@ def test_cpu_suite_quick_smoke(tmp_path) -> None:
     flops = {r["name"]: r["value"] for r in rows if r["section"].startswith("FLOPs")}
     assert flops["lpt_naive"] > flops["lpt_reuse"] > flops["phase1"] > flops["plain"] > 0
     assert all(r["command"].startswith("lpt bench cpu --only ") for r in rows)
-    assert "lpt bench cpu --only walltime --quick" in out.read_text()
+    text = out.read_text()
+    assert "lpt bench cpu --only walltime --quick" in text and "<!-- bench:cpu:corruptions:start -->" in text
     assert main(["bench", "cpu", "--quick", "--only", "nosuch"]) == 2  # unknown section: clear error
 
 
@@ -75,4 +76,4 @@ def test_gpu_script_quick_on_cpu(tmp_path) -> None:
     assert [r for r in report.rows if r.error] == []
     data = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert any(r["name"] == "time lpt_reuse / plain" for r in data["rows"])
-    assert "<!-- bench:gpu:start -->" in (tmp_path / "gpu_bench.md").read_text()
+    assert "<!-- bench:gpu:eval:start -->" in (tmp_path / "gpu_bench.md").read_text()

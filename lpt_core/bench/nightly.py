@@ -1,0 +1,151 @@
+"""The nightly job's cost: time with nothing new, time per (model, batch) pair, and how both
+grow with the number of prompt sets (models) and shift batches, on a temporary SQLite store.
+
+The job is driven through its real entry point, ``lpt scheduler run-now`` (the service's
+``app.cli``, registered with the ``lpt`` command through the ``lpt.commands`` entry points), in
+a subprocess: ``lpt_core`` is a library and never imports ``app`` (docs/ARCHITECTURE.md).
+The job's own in-process seconds (its JSON summary) are reported next to the subprocess wall
+time, which adds interpreter start-up and imports. Models are real tiny LPT artifacts
+(``save_artifact``); batches are real shift batches (``make_batch``, GX-validated, no DVC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lpt_core.bench.data import synthetic_images, synthetic_labels
+from lpt_core.bench.models import TINY, BenchBackbone, build_variants
+from lpt_core.bench.report import BenchRow
+
+NUM_CLASSES = 5
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    """One ``run-now``: pairs evaluated, the job's own seconds and the subprocess wall seconds."""
+
+    models: int
+    batches: int
+    pairs: int
+    job_s: float
+    wall_s: float
+
+
+def _lpt_command() -> list[str]:
+    exe = shutil.which("lpt")
+    if exe is None:
+        raise FileNotFoundError("the `lpt` console script is not on PATH (pip install -e . installs it)")
+    return [exe]
+
+
+def _run(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
+    """Run ``lpt <args>``; return its JSON summary (stdout) and the wall seconds."""
+    start = time.perf_counter()
+    proc = subprocess.run(_lpt_command() + args, env=env, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 1) or "{" not in proc.stdout:
+        raise RuntimeError(f"`lpt {' '.join(args)}` exited {proc.returncode}: {proc.stderr.strip()[-600:]}")
+    return json.loads(proc.stdout[proc.stdout.index("{"):]), wall
+
+
+def _world(root: Path, batch_size: int, seed: int) -> tuple[Path, dict[str, str]]:
+    """A prepared synthetic dataset and the service environment, all under ``root``."""
+    from lpt_core.data.store import ArraySplit, PreparedDataset, save_prepared
+
+    def split(n: int, s: int) -> ArraySplit:
+        return ArraySplit(synthetic_images(n, 32, seed + s), synthetic_labels(n, NUM_CLASSES, seed + s))
+
+    prepared = root / "prepared"
+    names = [f"class_{i}" for i in range(NUM_CLASSES)]
+    save_prepared(prepared, PreparedDataset(split(50, 0), split(10, 1), split(batch_size, 2), names,
+                                            meta={"name": "bench-nightly"}))
+    env = dict(os.environ, LPT_DB_URL=f"sqlite:///{root / 'store.db'}", LPT_SHIFTS_DIR=str(root / "shifts"),
+               LPT_INCOMING_DIR=str(root / "incoming"), LPT_MODELS_DIR=str(root / "models"),
+               LPT_REPORTS_DIR=str(root / "reports"), LPT_RESULTS_DIR=str(root / "results"),
+               LPT_PREPARED_DIR=str(prepared), LPT_CODE_VERSION="bench", LPT_USE_DVC="0", LPT_EVAL_DEVICE="cpu",
+               LPT_LOCK_PATH=str(root / "job.lock"), HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    (root / "shifts").mkdir()
+    return prepared, env
+
+
+def _add_batches(prepared: Path, root: Path, first: int, count: int, size: int, seed: int) -> None:
+    """Generate ``count`` shift batches and drop them into the shifts root (the job finds them)."""
+    from lpt_core.data.batches import make_batch
+
+    staging = root / "staging"
+    for i in range(first, first + count):
+        before = set(staging.glob("*")) if staging.exists() else set()
+        make_batch(prepared, staging, "gaussian_noise", 1 + i % 5, size, seed + i, use_dvc=False)
+        for new in set(staging.glob("*")) - before:
+            if new.is_dir():
+                shutil.move(str(new), str(root / "shifts" / new.name))
+
+
+def _add_models(root: Path, first: int, count: int, seed: int, env: dict[str, str]) -> None:
+    """Save ``count`` tiny LPT artifacts and register them with ``lpt ingest --models``."""
+    from lpt_core.artifacts import save_artifact
+
+    folder = root / f"models_{first}"
+    spec: BenchBackbone = replace(TINY, num_classes=NUM_CLASSES)
+    for i in range(first, first + count):
+        model = build_variants(spec, ("lpt_reuse",), seed=seed)["lpt_reuse"]  # same backbone, new prompts
+        model.group_pool.prompts.data.add_(0.01 * i)
+        save_artifact(folder / f"m{i}", model, {"class_names": [f"class_{c}" for c in range(NUM_CLASSES)],
+                                                "class_counts": [10] * NUM_CLASSES})
+    _run(["ingest", "--models", str(folder)], env)
+
+
+def nightly_growth(steps: tuple[tuple[int, int], ...], batch_size: int, seed: int = 0) -> list[tuple[JobTiming, JobTiming]]:
+    """For each (models, batches) step (both non-decreasing), add the new ones, then time a job
+    that evaluates the new pairs and a second job with nothing new."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="lpt-bench-nightly-") as tmp:
+        root = Path(tmp)
+        prepared, env = _world(root, batch_size, seed)
+        have_m = have_b = 0
+        for models, batches in steps:
+            if models < have_m or batches < have_b:
+                raise ValueError(f"steps must not shrink: {steps}")
+            if batches > have_b:
+                _add_batches(prepared, root, have_b, batches - have_b, batch_size, seed)
+            if models > have_m:
+                _add_models(root, have_m, models - have_m, seed, env)
+            have_m, have_b = models, batches
+            first, w1 = _run(["scheduler", "run-now"], env)
+            again, w2 = _run(["scheduler", "run-now"], env)
+            out.append((JobTiming(models, batches, first["pairs_evaluated"], first["seconds"], w1),
+                        JobTiming(models, batches, again["pairs_evaluated"], again["seconds"], w2)))
+    return out
+
+
+QUICK_STEPS = ((1, 1), (1, 2), (2, 2))
+FULL_STEPS = ((1, 1), (1, 2), (1, 4), (2, 4), (4, 4))
+
+
+def nightly_rows(quick: bool, command: str, seed: int = 0) -> list[BenchRow]:
+    """Rows for the CPU suite: per step, time per new pair and time with nothing new."""
+    steps, size = (QUICK_STEPS, 16) if quick else (FULL_STEPS, 256)
+    sec = f"nightly job (lpt scheduler run-now, SQLite, tiny LPT artifacts, batches of {size})"
+    rows = []
+    for new, idle in nightly_growth(steps, size, seed):
+        label = f"{new.models} model(s) x {new.batches} batch(es)"
+        if new.pairs:
+            rows.append(BenchRow(sec, f"{label}: per new pair", new.job_s / new.pairs, "s/pair",
+                                 f"{new.pairs} new pair(s) in {new.job_s:.2f} s (job), {new.wall_s:.2f} s wall "
+                                 f"incl. start-up; includes discovering new batches", command))
+        rows.append(BenchRow(sec, f"{label}: nothing new", idle.job_s, "s (job)",
+                             f"{idle.wall_s:.2f} s wall incl. interpreter start-up; pairs {idle.pairs}", command))
+    return rows
+
+
+if __name__ == "__main__":  # a quick manual check: python -m lpt_core.bench.nightly
+    for row in nightly_rows(True, "python -m lpt_core.bench.nightly"):
+        print(row.name, row.formatted_value(), row.unit, row.detail, file=sys.stdout)
