@@ -26,16 +26,16 @@ GROUPS = ("overall", "many", "medium", "few")
 RESULT_SCHEMA = "lpt-result/1"
 
 
-def load_results(results_dir: Path) -> list[dict[str, Any]]:
-    """Every ``results/<model>/<shift>.json`` with schema ``lpt-result/1``; others raise."""
+def load_results(results_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """Every ``<dir>/<model>/<shift>.json`` of ``results_dirs`` (schema ``lpt-result/1``; others raise)."""
     results = []
-    for path in sorted(results_dir.glob("*/*.json")):
+    for path in sorted(p for d in results_dirs for p in d.glob("*/*.json")):
         data = json.loads(path.read_text())
         if data.get("schema") != RESULT_SCHEMA:
             raise ValueError(f"{path} has schema {data.get('schema')!r}, expected {RESULT_SCHEMA!r}")
         results.append(data)
     if not results:
-        raise FileNotFoundError(f"no result files under {results_dir}/*/*.json; run the evaluate stages")
+        raise FileNotFoundError(f"no result files under {[str(d) for d in results_dirs]}/*/*.json; run evaluate")
     return results
 
 
@@ -99,7 +99,8 @@ def class_frequency(results: list[dict[str, Any]]) -> pd.DataFrame:
 def main(argv: Sequence[str] | None = None) -> int:
     """Summarise ``--results`` into ``--metrics`` (JSON) and ``--plots`` (CSV folder)."""
     parser = stage_parser("summarize", main.__doc__ or "", params=False)
-    parser.add_argument("--results", required=True, type=Path, help="results folder (results/<model>/<shift>.json)")
+    parser.add_argument("--results", required=True, type=Path, nargs="+",
+                        help="results folders (<dir>/<model>/<shift>.json), e.g. results baselines")
     parser.add_argument("--metrics", required=True, type=Path, help="summary JSON to write")
     parser.add_argument("--plots", required=True, type=Path, help="folder for the plot CSVs")
     args = parse(parser, argv)

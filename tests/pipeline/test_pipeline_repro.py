@@ -24,11 +24,11 @@ def _params(repo: Path) -> dict:
 
 def test_repro_writes_every_result_in_schema(pipeline_repo: Path, repro) -> None:
     params = _params(pipeline_repo)
-    models = list(params["evaluate"]["models"]) + ["pixel_logreg"]
+    models = [("results", m) for m in params["evaluate"]["models"]] + [("baselines", "pixel_logreg")]
     shifts = ["clean"] + [f"{c}-s{s}" for c in params["shifts"]["corruptions"] for s in params["shifts"]["severities"]]
-    for model in models:
+    for folder, model in models:
         for shift in shifts:
-            data = json.loads((pipeline_repo / "results" / model / f"{shift}.json").read_text())
+            data = json.loads((pipeline_repo / folder / model / f"{shift}.json").read_text())
             assert set(data) == RESULT_KEYS
             assert data["schema"] == "lpt-result/1"
             assert set(data["model"]) == MODEL_KEYS and data["model"]["name"] == model
@@ -64,6 +64,13 @@ def test_summary_metrics_and_plots(pipeline_repo: Path, repro) -> None:
     assert list(freq.columns) == ["model", "class_id", "train_count", "accuracy"]
     validation = json.loads((pipeline_repo / "metrics/validation/summary.json").read_text())
     assert validation["success"] is True and validation["base_novel_disjoint"] == "passed"
+
+
+def test_ingest_stage_loaded_every_result(pipeline_repo: Path, repro) -> None:
+    receipt = json.loads((pipeline_repo / "metrics/ingest.json").read_text())
+    params = _params(pipeline_repo)
+    sets = 1 + len(params["shifts"]["corruptions"]) * len(params["shifts"]["severities"])
+    assert receipt["results_added"] + receipt["results_present"] == len(params["evaluate"]["models"]) * sets
 
 
 def test_status_clean_and_second_repro_is_a_no_op(sh, repro) -> None:
