@@ -10,7 +10,7 @@ import yaml
 
 from lpt_core.artifacts import load_artifact
 from lpt_core.cli import main
-from lpt_core.cli.train import TrainSection
+from lpt_core.sections import TrainSection
 from lpt_core.config import load_section
 from lpt_core.data.store import save_prepared
 
