@@ -16,6 +16,7 @@ from typing import Any
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SPEC_ATTR = "lpt_backbone_spec"
@@ -159,6 +160,52 @@ def run_block(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None) ->
     n = x.shape[1]
     prompt = prompt.expand(x.shape[0], -1, -1).to(x.dtype)
     return block(torch.cat([x, prompt], dim=1))[:, :n]
+
+
+def cls_only_supported(model: nn.Module, block: nn.Module) -> bool:
+    """Whether :func:`run_block_cls` may replace ``block`` for ``model``'s class-token feature.
+
+    Only timm's plain ``Block`` with its plain ``Attention``, in eval mode, and a model that pools
+    the class token; anything else (other block types, avg pooling, attention pooling) takes the
+    whole-block path, so a timm change can cost speed but never correctness.
+    """
+    attn = getattr(block, "attn", None)
+    return (
+        type(block) is timm.models.vision_transformer.Block
+        and type(attn) is timm.layers.Attention
+        and not block.training
+        and getattr(model, "global_pool", None) == "token"
+        and getattr(model, "attn_pool", None) is None
+        and getattr(model, "num_prefix_tokens", 0) >= 1
+    )
+
+
+def run_block_cls(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+    """``run_block(block, x, prompt)[:, :1]``, computing only what the class token needs.
+
+    The other tokens' outputs of the last query block are discarded, so they only contribute keys
+    and values: the query projection, attention output, projection and MLP run for one token.
+    Composes the block's own sub-modules in timm's order (parity is tested against the whole
+    block); call it only where :func:`cls_only_supported` holds.
+    """
+    if prompt is not None:
+        prompt = (prompt.unsqueeze(0) if prompt.dim() == 2 else prompt).expand(x.shape[0], -1, -1)
+        x = torch.cat([x, prompt.to(x.dtype)], dim=1)
+    attn = block.attn
+    h = block.norm1(x)
+    b, n, _ = h.shape
+    dim_q = attn.num_heads * attn.head_dim
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(h[:, :1], weight[:dim_q], None if bias is None else bias[:dim_q])
+    kv = F.linear(h, weight[dim_q:], None if bias is None else bias[dim_q:])
+    q = attn.q_norm(q.reshape(b, 1, attn.num_heads, attn.head_dim).transpose(1, 2))
+    k, v = kv.reshape(b, n, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, attn.k_norm(k), v)
+    out = attn.norm(out.transpose(1, 2).reshape(b, 1, dim_q))
+    if getattr(attn, "gate", None) is not None:
+        out = out * attn.gate(h[:, :1]).sigmoid()
+    cls = x[:, :1] + block.drop_path1(block.ls1(attn.proj_drop(attn.proj(out))))
+    return cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
 
 
 def pooled_feature(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

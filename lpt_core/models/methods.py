@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lpt_core.models.backbone import embed_tokens, pooled_feature, run_block
+from lpt_core.models.backbone import cls_only_supported, embed_tokens, pooled_feature, run_block, run_block_cls
 from lpt_core.models.classifier import Classifier, TrainOutput, make_head
 from lpt_core.models.config import MethodConfig
 from lpt_core.models.prompts import GroupPromptPool, Selection, SharedPrompt, matching_loss
@@ -112,10 +112,25 @@ class LPTClassifier(VPTClassifier):
             return super().forward_train(x)
         with torch.no_grad():  # blocks 1..K and the query branch never need gradient
             shared = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start)
-            query = pooled_feature(self.backbone, self.run_shared(shared, self.group_start, self.depth))
+            query = self.query_from(shared)
         selection = self.group_pool.select(query)
         feature = pooled_feature(self.backbone, self.run_grouped(shared, selection))
         return TrainOutput(self.classify(feature), matching_loss(selection.similarity))
+
+    def query_from(self, shared: torch.Tensor) -> torch.Tensor:
+        """The phase-1 query (B, D) from the tokens after blocks 1..K.
+
+        Blocks K+1..end-1 run whole with the shared prompt; the last block computes the class
+        token only (:func:`run_block_cls`), since the query is the pooled class token.
+        """
+        last = self.depth - 1
+        tokens = self.run_shared(shared, self.group_start, last)
+        block = self.backbone.blocks[last]
+        if cls_only_supported(self.backbone, block):
+            tokens = run_block_cls(block, tokens, self.shared_prompt.at(last))
+        else:
+            tokens = run_block(block, tokens, self.shared_prompt.at(last))
+        return pooled_feature(self.backbone, tokens)
 
     def run_grouped(self, tokens: torch.Tensor, selection: Selection) -> torch.Tensor:
         """Blocks K+1..end with the shared prompt and the averaged group prompt (2L tokens)."""

@@ -53,11 +53,12 @@ def test_flops_reuse_between_phase1_and_naive():
     rep = flops_report("vit_tiny_patch16_224", 5, cfg, **TINY)
     f = rep["flops"]
     assert f["plain"] < f["phase1"] < f["lpt_reuse"] < f["lpt_naive"]
-    # reuse saves exactly the second embedding + blocks 1..K with the shared prompt
+    # reuse saves the second embedding + blocks 1..K with the shared prompt, and the
+    # class-token-only last query block saves more on top of that
     model = meta_classifier("lpt", "vit_tiny_patch16_224", 5, cfg, **TINY)
     x = torch.empty(1, 3, 32, 32, device="meta")
     saved = count_flops(lambda t: model.run_shared(embed_tokens(model.backbone, t), 0, 2), x)
-    assert f["lpt_naive"] - f["lpt_reuse"] == saved > 0
+    assert f["lpt_naive"] - f["lpt_reuse"] > saved > 0
     assert rep["input_size"] == [3, 32, 32]
 
 
@@ -66,3 +67,10 @@ def test_parameter_report_respects_group_start():
     rep = parameter_report("vit_tiny_patch16_224", 10, cfg)
     rows = {(r["method"], r["phase"]): r for r in rep["rows"]}
     assert rows[("lpt", "phase2")]["trainable"] == 20 * 9 * 10 * 192 + 20 * 192 + 192 * 10
+
+
+def test_vit_b16_lpt_inference_within_target():
+    """Issue target: LPT inference at most 1.6x the FLOPs of one plain ViT-B/16 forward."""
+    ratio = flops_report()["ratio_to_plain"]
+    assert ratio["lpt_naive"] > 2.1  # the released code's two full passes
+    assert ratio["lpt_reuse"] <= 1.6

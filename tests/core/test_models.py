@@ -164,8 +164,9 @@ def test_phase2_backward_touches_no_block_before_k(tiny_backbone, tiny_method_cf
     for h in hooks:
         h.remove()
     k = tiny_method_cfg.prompt.group_start
-    # reuse path: blocks 0..K-1 once (no grad), query branch K.. (no grad), main branch K.. (grad)
-    assert [i for i, _ in records] == [0, 1, 2, 3, 2, 3]
+    # reuse path: blocks 0..K-1 once (no grad), query branch K..end-1 (no grad; its last block
+    # is the class-token-only composition, no block call), main branch K..end (grad)
+    assert [i for i, _ in records] == [0, 1, 2, 2, 3]
     assert [g for i, g in records if i < k] == [False] * k
     assert [g for _, g in records[-2:]] == [True, True]
 
