@@ -73,14 +73,25 @@ def build_model(cfg: TrainStageConfig, data: PreparedDataset, backbone: torch.nn
 
 def run(cfg: TrainStageConfig, data_dir: Path, backbone_dir: Path, out: Path, work: Path,
         *, init: Path | None, device: str, name: str) -> dict[str, Any]:  # fmt: skip
-    """Train per ``cfg`` and save the artifact to ``out``; returns the artifact meta."""
+    """Train per ``cfg`` and save the artifact to ``out``; returns the artifact meta.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains its slice of each global batch (DDP)
+    and rank 0 alone writes the artifact; the other ranks return an empty dict.
+    """
+    from lpt_core import distributed as D
     from lpt_core.artifacts import read_meta, save_artifact
     from lpt_core.train import TrainConfig, fit
 
     data = load_prepared(data_dir)
     train_cfg = from_mapping(TrainConfig, cfg.train, where="train")
     model = build_model(cfg, data, load_stage_backbone(cfg, backbone_dir), init)
-    result = fit(model, data, train_cfg, work, device=device, phase=cfg.phase)
+    ctx = D.init_from_env(device)
+    try:
+        result = fit(model, data, train_cfg, work, device=ctx.device, phase=cfg.phase, dist=ctx)
+    finally:
+        D.shutdown()
+    if not ctx.is_main:
+        return {}
     meta = {
         "name": name,
         "class_names": list(data.class_names),
@@ -119,8 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = section(args.params, args.section, TrainStageConfig)
     meta = run(cfg, args.data, args.backbone, args.out, args.work, init=args.init,
                device=default_device(args.device), name=args.out.name)  # fmt: skip
-    log.info("saved %s (%s, %s): trainable params %s", args.out, meta["method"], meta["phase"],
-             meta["param_counts"]["trainable"])  # fmt: skip
+    if meta:
+        log.info("saved %s (%s, %s): trainable params %s", args.out, meta["method"], meta["phase"],
+                 meta["param_counts"]["trainable"])  # fmt: skip
     return 0
 
 

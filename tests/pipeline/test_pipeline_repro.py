@@ -24,7 +24,7 @@ def _params(repo: Path) -> dict:
 
 def test_repro_writes_every_result_in_schema(pipeline_repo: Path, repro) -> None:
     params = _params(pipeline_repo)
-    models = [("results", m) for m in params["evaluate"]["models"]] + [("baselines", "pixel_logreg")]
+    models = [("results", m) for m in params["evaluate"]["models"]] + [("metrics/baselines", "pixel_logreg")]
     shifts = ["clean"] + [f"{c}-s{s}" for c in params["shifts"]["corruptions"] for s in params["shifts"]["severities"]]
     for folder, model in models:
         for shift in shifts:
