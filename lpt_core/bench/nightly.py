@@ -135,7 +135,8 @@ def nightly_rows(quick: bool, command: str, seed: int = 0) -> list[BenchRow]:
     steps, size = (QUICK_STEPS, 16) if quick else (FULL_STEPS, 256)
     sec = f"nightly job (lpt scheduler run-now, SQLite, tiny LPT artifacts, batches of {size})"
     rows = []
-    for new, idle in nightly_growth(steps, size, seed):
+    runs = nightly_growth(steps, size, seed)
+    for new, idle in runs:
         label = f"{new.models} model(s) x {new.batches} batch(es)"
         if new.pairs:
             rows.append(BenchRow(sec, f"{label}: per new pair", new.job_s / new.pairs, "s/pair",
@@ -143,7 +144,21 @@ def nightly_rows(quick: bool, command: str, seed: int = 0) -> list[BenchRow]:
                                  f"incl. start-up; includes discovering new batches", command))
         rows.append(BenchRow(sec, f"{label}: nothing new", idle.job_s, "s (job)",
                              f"{idle.wall_s:.2f} s wall incl. interpreter start-up; pairs {idle.pairs}", command))
-    return rows
+    return rows + fit_rows([new for new, _ in runs], sec, command)
+
+
+def fit_rows(runs: list[JobTiming], section: str, command: str) -> list[BenchRow]:
+    """Least-squares job_s = fixed + per_pair * pairs over the jobs that evaluated pairs."""
+    import numpy as np
+
+    pts = [(r.pairs, r.job_s) for r in runs if r.pairs]
+    if len({p for p, _ in pts}) < 2:
+        return []
+    per_pair, fixed = np.polyfit([p for p, _ in pts], [t for _, t in pts], 1)
+    note = f"least squares over {len(pts)} jobs with {sorted(p for p, _ in pts)} new pairs"
+    return [BenchRow(section, "fit: marginal time per pair", float(per_pair), "s/pair", note, command),
+            BenchRow(section, "fit: fixed cost of a job that evaluates", float(fixed), "s",
+                     note + "; first-use imports (torch, timm) in the job process, gate, report", command)]
 
 
 if __name__ == "__main__":  # a quick manual check: python -m lpt_core.bench.nightly
