@@ -56,8 +56,23 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse ``argv`` and set up logging."""
+def cap_torch_threads() -> int:
+    """Use one torch thread per CPU this process may run on, unless OMP_NUM_THREADS says otherwise.
+
+    Without this, a stage on the 2-core CI box ran its training steps 3x slower (3.05 s vs
+    1.08 s per LPT step) than with OMP_NUM_THREADS=2. Returns the thread count in effect.
+    """
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    return torch.get_num_threads()
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, torch_threads: bool = True) -> argparse.Namespace:
+    """Parse ``argv``, set up logging and (for torch stages) cap torch's threads to the usable CPUs."""
     args = parser.parse_args(argv)
     setup_logging()
+    if torch_threads:
+        cap_torch_threads()
     return args

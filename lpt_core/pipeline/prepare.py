@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--section", default="prepare", help="params section: prepare or prepare_base")
     parser.add_argument("--data-root", type=Path, default=None, help="raw data folder (overrides the section's root)")
     parser.add_argument("--out", required=True, type=Path, help="prepared dataset folder to write")
-    args = parse(parser, argv)
+    args = parse(parser, argv, torch_threads=False)
     cfg = section(args.params, args.section, PrepareConfig)
     if args.data_root is not None:
         cfg = dataclasses.replace(cfg, root=str(args.data_root))

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="results folders (<dir>/<model>/<shift>.json), e.g. results baselines")
     parser.add_argument("--metrics", required=True, type=Path, help="summary JSON to write")
     parser.add_argument("--plots", required=True, type=Path, help="folder for the plot CSVs")
-    args = parse(parser, argv)
+    args = parse(parser, argv, torch_threads=False)
     results = load_results(args.results)
     table = top1_table(results)
     write_json(args.metrics, summary(table))

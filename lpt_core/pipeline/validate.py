@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, default=None, help="prepared base-class (pretraining) set")
     parser.add_argument("--backbone", type=Path, default=None, help="backbone folder (backbone.json)")
     parser.add_argument("--out", required=True, type=Path, help="folder for validation.json/html + summary.json")
-    args = parse(parser, argv)
+    args = parse(parser, argv, torch_threads=False)
     data = load_prepared(args.data)
     report = validate_prepared(data, args.out)
     disjoint = "not checked"
