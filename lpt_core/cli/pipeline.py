@@ -1,4 +1,4 @@
-"""``lpt pipeline profiles|use|repro|pretrain``: drive the DVC pipeline (dvc.yaml) and its profiles."""
+"""``lpt pipeline profiles|use|repro``: drive the DVC pipeline (dvc.yaml) and its params profiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PROFILES_DIR = Path("profiles")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``lpt pipeline`` and its actions to the ``lpt`` parser."""
-    p = subparsers.add_parser("pipeline", help="the DVC pipeline: profiles, repro, backbone pretraining")
+    p = subparsers.add_parser("pipeline", help="the DVC pipeline: params profiles and dvc repro")
     sub = p.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
     ls = sub.add_parser("profiles", help="list the params profiles in profiles/")
     ls.add_argument("--dir", type=Path, default=PROFILES_DIR)
