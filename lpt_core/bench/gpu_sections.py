@@ -42,9 +42,6 @@ def _fused_attn() -> str:
 def evaluation(ctx: BenchContext) -> list[BenchRow]:
     """Model-only images/s of the four variants (interleaved) and LPT with the uint8 data path."""
     from lpt_core.bench.costs import flops_per_image, inference_candidates
-    from lpt_core.bench.data import synthetic_images
-    from lpt_core.bench.evalpath import eval_runner
-    from lpt_core.bench.memory import peak_memory
 
     p, dev, cmd = profile(ctx), ctx.device, ctx.command_for("eval")
     cl = dev.startswith("cuda")
@@ -68,6 +65,16 @@ def evaluation(ctx: BenchContext) -> list[BenchRow]:
                              f"{_fused_attn()}; channels_last {cl}{util}", cmd))
     rows += [BenchRow(sec, f"time {a} / {c}", ratio(stats, a, c), "x", note, cmd) for a, c, note in
              (("lpt_reuse", "plain", "target <= 1.6x"), ("lpt_naive", "plain", ""), ("lpt_reuse", "lpt_naive", ""))]
+    return rows + _data_path_rows(ctx, models, cl)
+
+
+def _data_path_rows(ctx: BenchContext, models: dict, cl: bool) -> list[BenchRow]:
+    """Images/s of plain and LPT with uint8 host images preprocessed on the device."""
+    from lpt_core.bench.data import synthetic_images
+    from lpt_core.bench.evalpath import eval_runner
+    from lpt_core.bench.memory import peak_memory
+
+    p, dev, cmd, rows = profile(ctx), ctx.device, ctx.command_for("eval"), []
     images = synthetic_images(p.eval_images, 32, seed=ctx.seed)
     for n in ("plain", "lpt_reuse"):
         try:

@@ -149,6 +149,15 @@ def write_json(report: BenchReport, path: str | Path) -> Path:
     return path
 
 
+def read_json(path: str | Path) -> BenchReport:
+    """Load a report written by :func:`write_json` (e.g. the GPU machine's ``gpu_bench.json``)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = {"suite", "machine", "rows"} - set(data)
+    if missing:
+        raise ValueError(f"{path} is not a benchmark report: keys {sorted(missing)} missing")
+    return BenchReport(data["suite"], data["machine"], [BenchRow(**row) for row in data["rows"]])
+
+
 def update_markdown(path: str | Path, report: BenchReport, preamble: str = "") -> Path:
     """Replace (or append) one block per suite section of ``report`` in the Markdown file.
 

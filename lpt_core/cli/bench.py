@@ -18,12 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", default=None,
                         help="comma-separated section names (default: all; an unknown name lists the valid ones)")
     parser.add_argument("--device", default=None, help="gpu suite only: torch device (default cuda, cpu to test)")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="run nothing: write this report JSON (e.g. the H200's gpu_bench.json) into --out")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    if args.suite == "cpu":
+    if args.from_json is not None:
+        from lpt_core.bench.report import read_json
+
+        report = read_json(args.from_json)
+        if report.suite != args.suite:
+            raise ValueError(f"{args.from_json} holds the {report.suite!r} suite, not {args.suite!r}")
+    elif args.suite == "cpu":
         from lpt_core.bench.cpu import run_cpu_suite
 
         report = run_cpu_suite(quick=args.quick, only=only)

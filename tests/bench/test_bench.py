@@ -77,3 +77,9 @@ def test_gpu_script_quick_on_cpu(tmp_path) -> None:
     data = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert any(r["name"] == "time lpt_reuse / plain" for r in data["rows"])
     assert "<!-- bench:gpu:eval:start -->" in (tmp_path / "gpu_bench.md").read_text()
+    from lpt_core.cli import main
+
+    md = tmp_path / "BENCHMARKS.md"
+    assert main(["bench", "gpu", "--from-json", str(tmp_path / "gpu_bench.json"), "--out", str(md)]) == 0
+    assert "<!-- bench:gpu:train:start -->" in md.read_text()
+    assert main(["bench", "cpu", "--from-json", str(tmp_path / "gpu_bench.json")]) == 2  # wrong suite
