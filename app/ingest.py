@@ -42,8 +42,8 @@ class IngestSummary:
 
 
 def default_hasher(path: Path) -> str:
-    """``lpt_core.artifacts.artifact_sha256`` (imported lazily: it pulls in torch)."""
-    from lpt_core.artifacts import artifact_sha256
+    """``lpt_core.artifact_files.artifact_sha256``: verifies the files, imports no torch."""
+    from lpt_core.artifact_files import artifact_sha256
 
     return artifact_sha256(path)
 

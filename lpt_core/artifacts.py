@@ -10,7 +10,6 @@ and verified before anything is loaded; a backbone whose fingerprint differs is 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,18 @@ import timm
 import torch
 
 import lpt_core
+from lpt_core.artifact_files import (  # noqa: F401  (re-exported: the public artifact API)
+    META_FILE,
+    RESERVED_KEYS,
+    SCHEMA,
+    SUMS_FILE,
+    TENSORS_FILE,
+    ArtifactError,
+    _sha256_file,
+    artifact_sha256,
+    read_meta,
+    verify_artifact,
+)
 from lpt_core.config import from_mapping, to_dict
 from lpt_core.models.backbone import SPEC_ATTR
 from lpt_core.models import (
@@ -37,23 +48,7 @@ from lpt_core.models import (
     create_backbone,
 )
 
-SCHEMA = "lpt-artifact/1"
-TENSORS_FILE = "tensors.safetensors"
-META_FILE = "meta.json"
-SUMS_FILE = "SHA256SUMS"
-RESERVED_KEYS = ("schema", "method", "phase", "method_config", "num_classes", "backbone", "versions", "param_counts")
 
-
-class ArtifactError(ValueError):
-    """An artifact directory is incomplete, corrupted or does not fit the given backbone."""
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def trained_parameter_counts(model: Classifier) -> dict[str, Any]:
@@ -145,39 +140,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.replace(dst, trash / dst.name)
     os.replace(src, dst)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def verify_artifact(art_dir: str | Path) -> str:
-    """Check every file against SHA256SUMS; returns the sha256 of SHA256SUMS (the artifact id)."""
-    art_dir = Path(art_dir)
-    sums_path = art_dir / SUMS_FILE
-    if not sums_path.is_file():
-        raise ArtifactError(f"{art_dir} is not an artifact: {SUMS_FILE} is missing")
-    listed: dict[str, str] = {}
-    for line in sums_path.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
-    if sorted(listed) != sorted((TENSORS_FILE, META_FILE)):
-        raise ArtifactError(f"{sums_path} lists {sorted(listed)}, expected {[META_FILE, TENSORS_FILE]}")
-    for name, expected in listed.items():
-        path = art_dir / name
-        if not path.is_file():
-            raise ArtifactError(f"artifact file {path} is missing")
-        found = _sha256_file(path)
-        if found != expected:
-            raise ArtifactError(f"artifact file {path} is corrupted or edited: sha256 {found}, {SUMS_FILE} says {expected}")
-    return hashlib.sha256(sums_path.read_bytes()).hexdigest()
-
-
-def artifact_sha256(art_dir: str | Path) -> str:
-    """The artifact's identity: sha256 of its SHA256SUMS, after verifying every file against it."""
-    return verify_artifact(art_dir)
-
-
-def read_meta(art_dir: str | Path) -> dict[str, Any]:
-    """meta.json of a verified artifact."""
-    verify_artifact(art_dir)
-    return json.loads((Path(art_dir) / META_FILE).read_text(encoding="utf-8"))
 
 
 def rebuild_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> torch.nn.Module:

@@ -120,7 +120,6 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     conf = probs.max(axis=1)
     hit = probs.argmax(axis=1) == np.asarray(labels)
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=hit, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / len(conf))

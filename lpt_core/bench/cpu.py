@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lpt_core.bench.models import TINY, VIT_B16, VIT_S16, BenchBackbone
-from lpt_core.bench.report import BenchReport, BenchRow
+from lpt_core.bench.report import BenchReport
 from lpt_core.bench.suite import BenchContext, run_sections
 from lpt_core.registry import Registry
 

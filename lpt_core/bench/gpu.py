@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpt_core.bench.models import TINY, VIT_B16, BenchBackbone
-from lpt_core.bench.report import BenchReport, BenchRow, machine_info, update_markdown, write_json
+from lpt_core.bench.report import BenchReport, machine_info, update_markdown, write_json
 from lpt_core.bench.suite import BenchContext, log, run_sections
 from lpt_core.registry import Registry
 

@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import color
 
-from lpt_core.shifts._core import CORRUPTIONS, REFERENCE_SIZE, from_unit, pick, to_unit
+from lpt_core.shifts._core import CORRUPTIONS, from_unit, pick, to_unit
 
 BRIGHTNESS = (0.05, 0.1, 0.15, 0.2, 0.3)  # added to V in HSV
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)  # factor on (x - per-channel mean)

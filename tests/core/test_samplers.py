@@ -60,7 +60,7 @@ def test_seeded_reproducibility_and_difference() -> None:
     b = DualSampler(labels, 16, seed=7)
     c = DualSampler(labels, 16, seed=8)
     for _ in range(4):
-        (acb, aib), (bcb, bib), (ccb, _) = a.next_batch(), b.next_batch(), c.next_batch()
+        (acb, aib), (bcb, bib), _ = a.next_batch(), b.next_batch(), c.next_batch()
         assert np.array_equal(acb, bcb) and np.array_equal(aib, bib)
     assert not np.array_equal(a.next_batch()[0], c.next_batch()[0])
 
