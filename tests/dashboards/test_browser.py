@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.db.session import make_engine
-from conftest import EXPECTED, seed_store
+from dash_store import EXPECTED, seed_store
 
 DRIVER = Path(__file__).resolve().parents[2] / "scripts" / "browser_check.py"
 

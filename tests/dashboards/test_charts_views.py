@@ -56,7 +56,7 @@ def test_filter_refuses_reversed_dates() -> None:
 
 
 def test_date_filter_and_latest_run(tmp_path: Path) -> None:
-    from conftest import seed_store
+    from dash_store import seed_store
 
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     seed_store(engine)

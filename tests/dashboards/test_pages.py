@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import EXPECTED, FAILED_ERROR
+from dash_store import EXPECTED, FAILED_ERROR
 
 APP = "../../dashboards/app.py"
 PAGES = ["pages/overview.py", "pages/shift_explorer.py", "pages/long_tail.py", "pages/timeline.py",
