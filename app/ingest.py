@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 BATCH_SCHEMA = "lpt-shift-batch/1"
 RESULT_SCHEMA = "lpt-result/1"
 STATE_BY_METHOD = {"lpt": "candidate", "vpt": "candidate", "full_ft": "baseline", "linear": "baseline"}
+#: the phase a finished artifact of each method is in; earlier phases are intermediate artifacts
+FINAL_PHASE = {"lpt": "phase2", "vpt": "phase1", "full_ft": "train", "linear": "train"}
 Hasher = Callable[[Path], str]
 
 
@@ -35,6 +37,7 @@ class IngestSummary:
     """What one ingest added (a second identical ingest adds nothing)."""
 
     models_added: list[str] = field(default_factory=list)
+    models_skipped: list[str] = field(default_factory=list)
     batches_added: list[str] = field(default_factory=list)
     results_added: int = 0
     results_present: int = 0
@@ -78,8 +81,10 @@ def model_values(artifact_dir: Path, name: str, hasher: Hasher) -> dict[str, Any
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     backbone = _first(meta, "backbone.name", "backbone")
     method = str(_first(meta, "method"))
+    # A method on a randomly initialised backbone is a reference point, never a deployment candidate.
+    random_backbone = _first(meta, "backbone.source", default="") == "random"
     return {
-        "name": name, "method": method, "state": state_for_method(method),
+        "name": name, "method": method, "state": "baseline" if random_backbone else state_for_method(method),
         "backbone": backbone if isinstance(backbone, str) else json.dumps(backbone),
         "backbone_fingerprint": str(_first(meta, "backbone.fingerprint", "backbone_fingerprint")),
         "artifact_path": str(artifact_dir), "artifact_sha256": hasher(artifact_dir),
@@ -89,6 +94,13 @@ def model_values(artifact_dir: Path, name: str, hasher: Hasher) -> dict[str, Any
         "class_counts_json": json.dumps(list(_first(meta, "class_counts", "train_class_counts", default=[]))),
         "created_at": _parse_time(_first(meta, "created_at", default=None)),
     }
+
+
+def is_intermediate(artifact_dir: Path) -> bool:
+    """Whether the artifact stopped before its method's last phase (LPT after phase 1)."""
+    meta = json.loads((artifact_dir / "meta.json").read_text(encoding="utf-8"))
+    phase = meta.get("phase")
+    return phase is not None and phase != FINAL_PHASE.get(str(meta.get("method")), phase)
 
 
 def find_artifacts(models_root: Path) -> list[tuple[str, Path]]:
@@ -173,6 +185,9 @@ def ingest(
     summary = IngestSummary()
     if models_dir is not None:
         for name, path in find_artifacts(Path(models_dir)):
+            if is_intermediate(path):  # e.g. LPT's phase-1 artifact, the input of phase 2
+                summary.models_skipped.append(name)
+                continue
             with session_scope(engine) as s:
                 _, created = repo.upsert_model(s, model_values(path, name, hasher), "registered by lpt ingest")
             if created:

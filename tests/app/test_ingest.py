@@ -70,3 +70,24 @@ def test_ingest_refuses_an_unknown_method_and_a_bad_result(engine, tmp_path: Pat
         ingest(engine, results_dir=tmp_path / "results", models_dir=None, hasher=tree_sha256)
     with session_scope(engine) as s:
         assert repo.count_rows(s)["models"] == 0
+
+
+def test_intermediate_phase_skipped_and_random_backbone_is_a_baseline(tmp_path: Path) -> None:
+    """LPT's phase-1 artifact is not a model of its own; a random-backbone model is never a candidate."""
+    from app.ingest import is_intermediate, model_values
+
+    def artifact(name: str, phase: str, source: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        meta = {"method": "lpt", "phase": phase, "backbone": {"name": "vit", "fingerprint": "f", "source": source},
+                "param_counts": {"trainable": 1, "stored": 1}}
+        (d / "meta.json").write_text(json.dumps(meta))
+        return d
+
+    phase1 = artifact("lpt_phase1", "phase1", "file:/w.safetensors")
+    final = artifact("lpt", "phase2", "file:/w.safetensors")
+    rand = artifact("lpt_random", "phase2", "random")
+    assert is_intermediate(phase1) and not is_intermediate(final)
+    fake_hash = lambda p: "h" + p.name  # noqa: E731
+    assert model_values(final, "lpt", fake_hash)["state"] == "candidate"
+    assert model_values(rand, "lpt_random", fake_hash)["state"] == "baseline"
