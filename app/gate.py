@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import repository as repo
 from app.db.schema import Model
 from app.settings import Settings
+from app.stats import two_proportion_change
 
 PROMOTABLE_FROM = ("candidate", "retired", "baseline")
 FLOAT_TOL = 1e-9  # a drop of exactly the threshold (0.90 - 0.89) must not fail on rounding
@@ -101,10 +102,17 @@ def gate_decision(session: Session, settings: Settings, candidate: str, deployed
         return {**evidence, "promote": False, "why": "no common shifted and clean evaluations yet"}
     gain = sum(top1[(candidate, b)][0] - top1[(deployed, b)][0] for b in recent) / len(recent)
     drop = sum(top1[(deployed, b)][0] - top1[(candidate, b)][0] for b in clean) / len(clean)
-    ok = gain > settings.gate_min_gain and drop <= settings.gate_max_clean_drop + FLOAT_TOL
-    why = f"mean shifted gain {gain:+.4f} (needs > {settings.gate_min_gain}), clean drop {drop:+.4f} " \
+    # The gain must also be significant: pooled correct counts over the recent batches, two-proportion
+    # z-test (treats the two models' samples as independent, which is conservative on shared images).
+    n = sum(top1[(deployed, b)][1].n for b in recent)
+    pooled = [sum(top1[(m, b)][0] * top1[(m, b)][1].n for b in recent) / n for m in (deployed, candidate)]
+    test = two_proportion_change(pooled[0], n, pooled[1], n, alpha=settings.alert_alpha)
+    significant = test.delta > 0 and test.p_value < settings.alert_alpha
+    ok = gain > settings.gate_min_gain and significant and drop <= settings.gate_max_clean_drop + FLOAT_TOL
+    why = f"mean shifted gain {gain:+.4f} (needs > {settings.gate_min_gain} and significance: p = " \
+          f"{test.p_value:.3g}, alpha {settings.alert_alpha}), clean drop {drop:+.4f} " \
           f"(allowed <= {settings.gate_max_clean_drop})"
-    return {**evidence, "promote": ok, "shifted_gain": gain, "clean_drop": drop, "why": why}
+    return {**evidence, "promote": ok, "shifted_gain": gain, "p_value": test.p_value, "clean_drop": drop, "why": why}
 
 
 def auto_gate(session: Session, settings: Settings, job_run_id: int) -> list[str]:

@@ -61,9 +61,12 @@ def test_manual_promote_and_rollback_record_events_and_alerts(settings, engine) 
         gate.promote(s, "nope", "x")
 
 
-@pytest.mark.parametrize("b_shift, b_clean, promoted", [(0.80, 0.89, True), (0.80, 0.85, False), (0.69, 0.90, False)])
+@pytest.mark.parametrize(
+    "b_shift, b_clean, promoted", [(0.80, 0.89, True), (0.80, 0.85, False), (0.69, 0.90, False), (0.705, 0.90, False)]
+)
 def test_auto_gate_rule(settings, engine, b_shift: float, b_clean: float, promoted: bool) -> None:
-    """lpt_b replaces lpt_a only if it is better under shift and loses <= 0.01 clean accuracy."""
+    """lpt_b replaces lpt_a only if it is significantly better under shift and loses <= 0.01 clean accuracy
+    (+0.005 on 1,000 images is not significant)."""
     _world(settings, engine)
     with session_scope(engine) as s:
         gate.promote(s, "lpt_a", "first deployment")
