@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,17 +115,7 @@ def _parse(name: str, type_name: Any, raw: str, key: str) -> Any:
 
 
 def default_code_version() -> str:
-    """``lpt_core.__version__`` plus ``+g<short commit>`` when the package lives in a git checkout."""
-    import lpt_core
+    """The code version results are keyed by (:func:`lpt_core.version.code_version`)."""
+    from lpt_core.version import code_version
 
-    version = getattr(lpt_core, "__version__", "0")
-    root = Path(lpt_core.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return version
-    commit = out.stdout.strip()
-    return f"{version}+g{commit}" if commit else version
+    return code_version()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import lpt_core
+from lpt_core.version import code_version
 from lpt_core.data.store import array_hash, check_images
 from lpt_core.data.transforms import BatchPreprocessor
 from lpt_core.metrics import classification_metrics
@@ -113,18 +112,6 @@ class EvalResult:
             if row["name"] == name and row["group"] == group:
                 return float(row["value"])
         raise KeyError(f"no metric {name!r} for group {group!r} in this result")
-
-
-def code_version() -> str:
-    """``git rev-parse HEAD`` of the source tree when available, else the package version."""
-    root = Path(lpt_core.__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"lpt_core-{lpt_core.__version__}"
 
 
 def clean_shift_meta(images: np.ndarray, labels: np.ndarray, *, shift_id: str, dataset: str) -> dict[str, Any]:
