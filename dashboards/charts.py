@@ -36,8 +36,8 @@ def shift_heatmap(cells: pd.DataFrame) -> alt.Chart:
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition(alt.datum.value > 0.5, alt.value("black"), alt.value("white")),
     )
-    return (rect + text).properties(width=alt.Step(72), height=alt.Step(30)).facet(
-        column=alt.Column("model:N", title=None, header=alt.Header(labelFontSize=13))
+    return (rect + text).properties(width=alt.Step(72), height=alt.Step(30)).facet(  # wrapped: six models side by side overflow the page
+        facet=alt.Facet("model:N", title=None, header=alt.Header(labelFontSize=13)), columns=3
     )
 
 
@@ -101,7 +101,7 @@ def class_accuracy_vs_frequency(per_class: pd.DataFrame) -> alt.Chart:
             tooltip=["model", "class_id", "train_count", "condition", alt.Tooltip("value:Q", format=".3f")],
         )
         .properties(width=300, height=240)
-        .facet(column=alt.Column("model:N", title=None))
+        .facet(facet=alt.Facet("model:N", title=None), columns=3)
     )
 
 

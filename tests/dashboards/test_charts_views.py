@@ -18,7 +18,7 @@ CELLS = pd.DataFrame({"model": ["a", "a", "b"], "corruption": ["fog", "fog", "fo
 
 def test_heatmap_spec_encodes_cells_per_model() -> None:
     spec = charts.shift_heatmap(CELLS).to_dict()
-    assert spec["facet"]["column"]["field"] == "model"
+    assert spec["facet"]["field"] == "model" and spec["columns"] == 3  # wrapped facets
     assert {"model", "corruption", "severity", "value"} <= set(pd.DataFrame(spec["datasets"][next(iter(spec["datasets"]))]).columns)
 
 
