@@ -289,12 +289,7 @@ def pretrain(cfg: PretrainConfig, data_root: str | Path, out_dir: str | Path, *,
     accuracy = evaluate_accuracy(model, x_te, y_te, cfg.img_size, device=dev)
     state = headless_state(model)
     meta = {
-        "schema": "lpt-backbone/1",
-        "timm_name": cfg.model_name,
-        "timm_kwargs": backbone_kwargs(cfg),
-        "fingerprint": state_fingerprint(cfg.model_name, backbone_kwargs(cfg), state),
-        "num_params": int(sum(t.numel() for t in state.values())),
-        "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
+        **_identity_meta(cfg, state),
         "pretrain_data": {"source": "fashion_mnist", "base_classes": list(cfg.base_classes),
                           "train_images": int(len(y_tr)), "test_images": int(len(y_te))},
         "base_class_test_accuracy": accuracy,
@@ -310,6 +305,18 @@ def pretrain(cfg: PretrainConfig, data_root: str | Path, out_dir: str | Path, *,
     return meta
 
 
+def _identity_meta(cfg: PretrainConfig, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The part of backbone.json that rebuilds and identifies the backbone."""
+    return {
+        "schema": "lpt-backbone/1",
+        "timm_name": cfg.model_name,
+        "timm_kwargs": backbone_kwargs(cfg),
+        "fingerprint": state_fingerprint(cfg.model_name, backbone_kwargs(cfg), state),
+        "num_params": int(sum(t.numel() for t in state.values())),
+        "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
+
+
 def save_random_backbone(cfg: PretrainConfig, out_dir: str | Path, *, seed: int = 0) -> dict[str, Any]:
     """Write a seeded random-init backbone in the pretrain stage's output format (tests, dry runs).
 
@@ -321,12 +328,7 @@ def save_random_backbone(cfg: PretrainConfig, out_dir: str | Path, *, seed: int 
     torch.manual_seed(seed)
     state = headless_state(build_model(cfg, 1))
     meta = {
-        "schema": "lpt-backbone/1",
-        "timm_name": cfg.model_name,
-        "timm_kwargs": backbone_kwargs(cfg),
-        "fingerprint": state_fingerprint(cfg.model_name, backbone_kwargs(cfg), state),
-        "num_params": int(sum(t.numel() for t in state.values())),
-        "data_config": {"input_size": [3, cfg.img_size, cfg.img_size], "mean": [0.5] * 3, "std": [0.5] * 3},
+        **_identity_meta(cfg, state),
         "pretrain_data": {"source": "none (random init)", "base_classes": list(cfg.base_classes)},
         "base_class_test_accuracy": None,
         "epochs": 0,
