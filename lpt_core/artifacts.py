@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ from lpt_core.artifact_files import (  # noqa: F401  (re-exported: the public ar
     verify_artifact,
 )
 from lpt_core.config import from_mapping, to_dict
-from lpt_core.models.backbone import SPEC_ATTR
+from lpt_core.fsutil import atomic_dir
 from lpt_core.models import (
     BackboneUnavailableError,
     Classifier,
@@ -47,8 +44,7 @@ from lpt_core.models import (
     build_classifier,
     create_backbone,
 )
-
-
+from lpt_core.models.backbone import SPEC_ATTR
 
 
 def trained_parameter_counts(model: Classifier) -> dict[str, Any]:
@@ -117,29 +113,12 @@ def save_artifact(out_dir: str | Path, model: Classifier, meta: dict[str, Any], 
         raise FileExistsError(f"artifact directory {out_dir} exists and overwrite=False")
     full_meta = build_meta(model, meta)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.stored_state_dict().items()}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         safetensors.torch.save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         sums = "".join(f"{_sha256_file(tmp / name)}  {name}\n" for name in (TENSORS_FILE, META_FILE))
         (tmp / SUMS_FILE).write_text(sums, encoding="utf-8")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed after."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-    os.replace(dst, trash / dst.name)
-    os.replace(src, dst)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def rebuild_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> torch.nn.Module:

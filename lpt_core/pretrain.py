@@ -18,10 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lpt_core.data.sources import FASHION_MNIST_CLASSES, read_idx
+from lpt_core.fsutil import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +233,9 @@ def save_backbone(out_dir: str | Path, state: dict[str, torch.Tensor], meta: dic
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

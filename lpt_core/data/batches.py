@@ -11,10 +11,8 @@ Dietterich (ICLR 2019) through :func:`lpt_core.shifts.corrupt`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ import pandas as pd
 from lpt_core import dvcutil
 from lpt_core.data.sources import load_corrupted_npy, read_image_folder
 from lpt_core.data.store import load_prepared
+from lpt_core.fsutil import atomic_dir
 from lpt_core.validation import batch_content_hash, validate_batch
 
 SCHEMA = "lpt-shift-batch/1"
@@ -229,9 +228,7 @@ def _store(
 ) -> None:  # fmt: skip
     if final.exists():
         raise FileExistsError(f"shift batch {final} already exists")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-    try:
+    with atomic_dir(final, overwrite=False) as tmp:
         np.save(tmp / "images.npy", np.ascontiguousarray(images))
         np.save(tmp / "labels.npy", labels.astype(np.int64))
         if conditions is not None:
@@ -239,10 +236,6 @@ def _store(
         report.write(tmp, stem="validation")
         meta["validation"] = {"success": bool(report.success), "result_path": "validation.json"}
         (tmp / "batch.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_batch(batch_dir: str | Path, *, mmap: bool = True, verify: bool = True) -> ShiftBatch:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from lpt_core.fsutil import atomic_dir
 
 SPLITS = ("train", "val", "test")
 
@@ -107,9 +106,7 @@ def array_hash(*arrays: np.ndarray) -> str:
 def save_prepared(root: str | Path, data: PreparedDataset) -> Path:
     """Write ``data`` to ``root`` atomically (a temp dir renamed into place); returns ``root``."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         hashes = {}
         for name in SPLITS:
             split = getattr(data, name)
@@ -124,12 +121,6 @@ def save_prepared(root: str | Path, data: PreparedDataset) -> Path:
             content_hashes=hashes,
         )
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
