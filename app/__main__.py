@@ -7,11 +7,11 @@ nothing to do does not import torch through other subcommand modules.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from app.cli import register
+from lpt_core.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,16 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        if args.verbose:
-            raise
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

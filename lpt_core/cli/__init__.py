@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lpt`` console script; returns the process exit code."""
-    parser = build_parser()
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and run the chosen subcommand; returns the exit code.
+
+    Expected, user-facing failures print one clear line and return 2 (``-v`` shows the traceback).
+    """
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -52,11 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        # Expected, user-facing failures: one clear line, no traceback (use -v for it).
         if args.verbose:
             raise
-        print(f"lpt {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lpt`` console script; returns the process exit code."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":
