@@ -9,6 +9,7 @@ an artifact can rebuild it.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import sys
 from pathlib import Path
@@ -52,8 +53,9 @@ def create_backbone(
     cannot be obtained.
     """
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
-        raise ValueError(f"unknown timm model {name!r}; similar names: {close}")
+        close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
+        hint = f"similar names: {', '.join(close)}" if close else "see timm.list_models('vit_*')"
+        raise ValueError(f"unknown timm model {name!r}; {hint}")
     if "num_classes" in timm_kwargs and timm_kwargs["num_classes"] != 0:
         raise ValueError(f"backbones are built without classifier; got num_classes={timm_kwargs['num_classes']}")
     kwargs = dict(timm_kwargs, num_classes=0)
@@ -151,29 +153,51 @@ def embed_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.norm_pre(x)
 
 
-def run_block(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
-    """One block with ``prompt`` (L,D) or (B,L,D) appended after the tokens and dropped after it."""
+def _append_prompt(x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+    """``x`` (B,N,D) with ``prompt`` (L,D) or (B,L,D) appended after its tokens."""
     if prompt is None:
-        return block(x)
+        return x
     if prompt.dim() == 2:
         prompt = prompt.unsqueeze(0)
+    return torch.cat([x, prompt.expand(x.shape[0], -1, -1).to(x.dtype)], dim=1)
+
+
+def run_block(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None, whole: bool = False) -> torch.Tensor:
+    """One block with ``prompt`` (L,D) or (B,L,D) appended after the tokens and dropped after it.
+
+    The prompt tokens' own outputs are dropped, so where :func:`rows_only_supported` holds they
+    contribute keys and values only: their query, attention output, projection and MLP are not
+    computed (:func:`run_block_rows`). ``whole=True`` runs timm's whole block on every token
+    instead, as the released code does (the naive reference of tests and FLOP counts).
+    """
+    if prompt is None:
+        return block(x)
     n = x.shape[1]
-    prompt = prompt.expand(x.shape[0], -1, -1).to(x.dtype)
-    return block(torch.cat([x, prompt], dim=1))[:, :n]
+    if not whole and rows_only_supported(block):
+        return run_block_rows(block, _append_prompt(x, prompt), n)
+    return block(_append_prompt(x, prompt))[:, :n]
 
 
-def cls_only_supported(model: nn.Module, block: nn.Module) -> bool:
-    """Whether :func:`run_block_cls` may replace ``block`` for ``model``'s class-token feature.
-
-    Only timm's plain ``Block`` with its plain ``Attention``, in eval mode, and a model that pools
-    the class token; anything else (other block types, avg pooling, attention pooling) takes the
-    whole-block path, so a timm change can cost speed but never correctness.
+def rows_only_supported(block: nn.Module) -> bool:
+    """Whether :func:`run_block_rows` may replace ``block``: timm's plain ``Block`` with its plain
+    ``Attention``, in eval mode (the frozen backbone of every prompt method). Anything else takes
+    the whole-block path, so a timm change can cost speed but never correctness.
     """
     attn = getattr(block, "attn", None)
     return (
         type(block) is timm.models.vision_transformer.Block
         and type(attn) is timm.layers.Attention
         and not block.training
+    )
+
+
+def cls_only_supported(model: nn.Module, block: nn.Module) -> bool:
+    """Whether :func:`run_block_cls` may replace ``block`` for ``model``'s class-token feature:
+    :func:`rows_only_supported`, and a model that pools the class token (not avg or attention
+    pooling).
+    """
+    return (
+        rows_only_supported(block)
         and getattr(model, "global_pool", None) == "token"
         and getattr(model, "attn_pool", None) is None
         and getattr(model, "num_prefix_tokens", 0) >= 1
@@ -181,31 +205,34 @@ def cls_only_supported(model: nn.Module, block: nn.Module) -> bool:
 
 
 def run_block_cls(block: nn.Module, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
-    """``run_block(block, x, prompt)[:, :1]``, computing only what the class token needs.
-
-    The other tokens' outputs of the last query block are discarded, so they only contribute keys
-    and values: the query projection, attention output, projection and MLP run for one token.
-    Composes the block's own sub-modules in timm's order (parity is tested against the whole
-    block); call it only where :func:`cls_only_supported` holds.
+    """``run_block(block, x, prompt)[:, :1]``, computing only what the class token needs (the last
+    query block: the other tokens' outputs are discarded). Call it where :func:`cls_only_supported`.
     """
-    if prompt is not None:
-        prompt = (prompt.unsqueeze(0) if prompt.dim() == 2 else prompt).expand(x.shape[0], -1, -1)
-        x = torch.cat([x, prompt.to(x.dtype)], dim=1)
+    return run_block_rows(block, _append_prompt(x, prompt), 1)
+
+
+def run_block_rows(block: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``block(x)[:, :n]``, computing outputs for the first ``n`` tokens only.
+
+    Every token of ``x`` gives keys and values; the query projection, attention output,
+    projection and MLP run for the first ``n``. Composes the block's own sub-modules in timm's
+    order (parity with the whole block is tested); call it where :func:`rows_only_supported`.
+    """
     attn = block.attn
     h = block.norm1(x)
-    b, n, _ = h.shape
+    b, total, _ = h.shape
     dim_q = attn.num_heads * attn.head_dim
     weight, bias = attn.qkv.weight, attn.qkv.bias
-    q = F.linear(h[:, :1], weight[:dim_q], None if bias is None else bias[:dim_q])
+    q = F.linear(h[:, :n], weight[:dim_q], None if bias is None else bias[:dim_q])
     kv = F.linear(h, weight[dim_q:], None if bias is None else bias[dim_q:])
-    q = attn.q_norm(q.reshape(b, 1, attn.num_heads, attn.head_dim).transpose(1, 2))
-    k, v = kv.reshape(b, n, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    q = attn.q_norm(q.reshape(b, n, attn.num_heads, attn.head_dim).transpose(1, 2))
+    k, v = kv.reshape(b, total, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     out = F.scaled_dot_product_attention(q, attn.k_norm(k), v)
-    out = attn.norm(out.transpose(1, 2).reshape(b, 1, dim_q))
+    out = attn.norm(out.transpose(1, 2).reshape(b, n, dim_q))
     if getattr(attn, "gate", None) is not None:
-        out = out * attn.gate(h[:, :1]).sigmoid()
-    cls = x[:, :1] + block.drop_path1(block.ls1(attn.proj_drop(attn.proj(out))))
-    return cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
+        out = out * attn.gate(h[:, :n]).sigmoid()
+    rows = x[:, :n] + block.drop_path1(block.ls1(attn.proj_drop(attn.proj(out))))
+    return rows + block.drop_path2(block.ls2(block.mlp(block.norm2(rows))))
 
 
 def pooled_feature(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -70,10 +70,10 @@ class VPTClassifier(Classifier):
         self.head = make_head(self.embed_dim, num_classes, generator)
         self.set_phase(self.phases[0])
 
-    def run_shared(self, tokens: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Blocks ``start``..``stop-1`` (0-based) with the shared prompt only."""
+    def run_shared(self, tokens: torch.Tensor, start: int, stop: int, whole: bool = False) -> torch.Tensor:
+        """Blocks ``start``..``stop-1`` (0-based) with the shared prompt only (``whole``: see run_block)."""
         for i in range(start, stop):
-            tokens = run_block(self.backbone.blocks[i], tokens, self.shared_prompt.at(i))
+            tokens = run_block(self.backbone.blocks[i], tokens, self.shared_prompt.at(i), whole)
         return tokens
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,13 +132,13 @@ class LPTClassifier(VPTClassifier):
             tokens = run_block(block, tokens, self.shared_prompt.at(last))
         return pooled_feature(self.backbone, tokens)
 
-    def run_grouped(self, tokens: torch.Tensor, selection: Selection) -> torch.Tensor:
+    def run_grouped(self, tokens: torch.Tensor, selection: Selection, whole: bool = False) -> torch.Tensor:
         """Blocks K+1..end with the shared prompt and the averaged group prompt (2L tokens)."""
         batch = tokens.shape[0]
         for j, i in enumerate(range(self.group_start, self.depth)):
             shared = self.shared_prompt.at(i).unsqueeze(0).expand(batch, -1, -1)
             prompt = torch.cat([shared, selection.prompts[:, j]], dim=1)
-            tokens = run_block(self.backbone.blocks[i], tokens, prompt)
+            tokens = run_block(self.backbone.blocks[i], tokens, prompt, whole)
         return tokens
 
     def select(self, x: torch.Tensor) -> Selection:
@@ -148,12 +148,13 @@ class LPTClassifier(VPTClassifier):
             return self.group_pool.select(query)
 
     def forward_naive(self, x: torch.Tensor) -> torch.Tensor:
-        """Reference two-pass LPT (query pass, then a full main pass): for tests and FLOP counts."""
+        """Reference LPT as the released code computes it: a whole query pass, then a whole main
+        pass, every block run on every token (prompts included). For tests and FLOP counts."""
         with torch.no_grad():
-            query = super().features(x)
+            query = pooled_feature(self.backbone, self.run_shared(embed_tokens(self.backbone, x), 0, self.depth, True))
         selection = self.group_pool.select(query)
-        tokens = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start)
-        return self.classify(pooled_feature(self.backbone, self.run_grouped(tokens, selection)))
+        tokens = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start, True)
+        return self.classify(pooled_feature(self.backbone, self.run_grouped(tokens, selection, True)))
 
 
 def build_classifier(

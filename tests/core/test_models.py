@@ -41,8 +41,9 @@ def test_prompts_are_appended_and_dropped(tiny_backbone, tiny_images):
     out = run_block(block, tokens, prompt)
     expected = block(torch.cat([tokens, prompt.expand(tokens.shape[0], -1, -1)], dim=1))[:, : tokens.shape[1]]
     assert out.shape == tokens.shape
-    assert torch.equal(out, expected)
-    assert not torch.equal(out, block(tokens))  # the prompt does change the patch tokens
+    assert torch.equal(run_block(block, tokens, prompt, whole=True), expected)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)  # prompts give keys/values only
+    assert not torch.allclose(out, block(tokens))  # the prompt does change the patch tokens
 
 
 EXPECTED_TRAINABLE = {
@@ -157,16 +158,16 @@ def test_phase2_backward_touches_no_block_before_k(tiny_backbone, tiny_method_cf
     model.set_phase("phase2")
     records: list[tuple[int, bool]] = []
     hooks = [
-        block.register_forward_hook(lambda _m, _i, out, i=i: records.append((i, out.requires_grad)))
+        block.mlp.register_forward_hook(lambda _m, _i, out, i=i: records.append((i, out.requires_grad)))
         for i, block in enumerate(model.backbone.blocks)
-    ]
+    ]  # on the MLP: prompted blocks run through their sub-modules (run_block_rows), not block()
     model.forward_train(tiny_images).logits.sum().backward()
     for h in hooks:
         h.remove()
     k = tiny_method_cfg.prompt.group_start
-    # reuse path: blocks 0..K-1 once (no grad), query branch K..end-1 (no grad; its last block
-    # is the class-token-only composition, no block call), main branch K..end (grad)
-    assert [i for i, _ in records] == [0, 1, 2, 2, 3]
+    # reuse path: blocks 0..K-1 once (no grad), query branch K..end (no grad; its last block
+    # class-token-only), main branch K..end (grad)
+    assert [i for i, _ in records] == [0, 1, 2, 3, 2, 3]
     assert [g for i, g in records if i < k] == [False] * k
     assert [g for _, g in records[-2:]] == [True, True]
 
@@ -177,6 +178,13 @@ def test_offline_without_weights_names_the_options(monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BackboneUnavailableError, match="--backbone-weights PATH.*HF_HUB_OFFLINE=0.*pretrained: false"):
         create_backbone("vit_tiny_patch16_224", pretrained=True, img_size=32)
+
+
+def test_unknown_backbone_names_close_timm_models():
+    with pytest.raises(ValueError, match="unknown timm model 'vit_base_patch16_244'.*vit_base_patch16_224"):
+        create_backbone("vit_base_patch16_244")
+    with pytest.raises(ValueError, match="unknown timm model 'resnet_nonsense_zz'; see timm.list_models"):
+        create_backbone("resnet_nonsense_zz")
 
 
 def test_local_weights_load_strictly_and_fingerprint(tmp_path, tiny_backbone):

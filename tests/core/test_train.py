@@ -77,7 +77,8 @@ def test_frozen_parts_stay_frozen_and_in_eval(tiny_prepared, tmp_path) -> None:
     fit(model, tiny_prepared, cfg, tmp_path / "p1", phase="phase1")
     shared_after_p1 = model.shared_prompt.tokens.detach().clone()
     modes = []
-    hook = model.backbone.blocks[0].register_forward_hook(lambda m, i, o: modes.append((m.training, model.training)))
+    block = model.backbone.blocks[0]  # prompted blocks run through their sub-modules: hook the MLP
+    hook = block.mlp.register_forward_hook(lambda m, i, o: modes.append((block.training or m.training, model.training)))
     res = fit(model, tiny_prepared, cfg, tmp_path / "p2", phase="phase2")
     hook.remove()
     assert modes and all(not block_mode and model_mode for block_mode, model_mode in modes)
