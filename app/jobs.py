@@ -80,6 +80,7 @@ class JobSummary:
     batches_refused: dict[str, str] = field(default_factory=dict)
     pairs_evaluated: int = 0
     pairs_failed: int = 0
+    pair_seconds: list[float] = field(default_factory=list)  # wall seconds of each pair, in order
     gate_changes: list[str] = field(default_factory=list)
     alerts: int = 0
     report_path: str | None = None
@@ -157,7 +158,9 @@ def _locked_job(
             evaluator = evaluator or make_default_evaluator(settings)
             hasher = _once_per_job(hasher)
         for spec, model_id in pairs:
+            pair_started = time.perf_counter()
             ok = evaluate_pair(engine, summary.job_run_id, spec, model_id, evaluator, hasher, job_results_dir(settings))
+            summary.pair_seconds.append(round(time.perf_counter() - pair_started, 4))
             summary.pairs_evaluated += ok
             summary.pairs_failed += not ok
         if pairs or summary.batches_added:

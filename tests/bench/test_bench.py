@@ -83,3 +83,17 @@ def test_gpu_script_quick_on_cpu(tmp_path) -> None:
     assert main(["bench", "gpu", "--from-json", str(tmp_path / "gpu_bench.json"), "--out", str(md)]) == 0
     assert "<!-- bench:gpu:train:start -->" in md.read_text()
     assert main(["bench", "cpu", "--from-json", str(tmp_path / "gpu_bench.json")]) == 2  # wrong suite
+
+
+def test_nightly_cost_split_from_per_pair_times() -> None:
+    from lpt_core.bench.nightly import JobTiming, cost_rows
+
+    runs = [JobTiming(1, 1, 1, 4.0, 5.0, (1.5,)),  # a single pair: only its first-use time counts
+            JobTiming(1, 2, 2, 4.6, 5.6, (1.4, 0.2)),
+            JobTiming(2, 2, 3, 5.0, 6.0, (1.6, 0.3, 0.25)),
+            JobTiming(2, 2, 0, 0.01, 1.0)]
+    rows = {r.name: r.value for r in cost_rows(runs, "s", "cmd")}
+    assert rows["per pair (median, after each job's first)"] == pytest.approx(0.25)
+    assert rows["first pair of a job (median)"] == pytest.approx(1.5)
+    assert rows["fixed cost of a job that evaluates (median)"] == pytest.approx(4.1)  # of 3.75, 4.1, 4.25
+    assert cost_rows(runs[:1], "s", "cmd") == []  # no later pair: nothing to split
