@@ -6,12 +6,14 @@ no download), so ViT-B/16 takes well under a second and the numbers are exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lpt_core.models import METHODS, Classifier, MethodConfig, build_classifier, create_backbone
+from lpt_core.models.backbone import embed_tokens, pooled_feature, run_block, run_block_cls
 
 META = torch.device("meta")
 
@@ -90,8 +92,10 @@ def flops_report(
 ) -> dict[str, Any]:
     """Inference FLOPs of a plain ViT forward, the phase-1 (VPT) model, LPT two-pass, LPT with reuse.
 
-    Counted on the meta device, so the figures are exact and need no weights. Ratios are to the
-    plain backbone forward (features, no head).
+    Between the two-pass reference (``lpt_naive``) and ``lpt_reuse`` (LPT's forward), the steps
+    of :func:`reuse_with_whole_blocks`: reuse alone, then with the class-token-only last query
+    block; ``phase1_whole_blocks`` is the phase-1 model with its prompts computed in full. Counted on the meta device, so the figures are exact and need no weights. Ratios are
+    to the plain backbone forward (features, no head).
     """
     cfg = cfg if cfg is not None else default_config_for(backbone_name, **timm_kwargs)
     model = meta_classifier("lpt", backbone_name, num_classes, cfg, **timm_kwargs).eval()
@@ -100,10 +104,16 @@ def flops_report(
     plain = count_flops(model.backbone, x)
     model.set_phase("phase1")
     phase1 = count_flops(model, x)
+    phase1_whole = count_flops(
+        lambda t: model.classify(pooled_feature(model.backbone, model.run_shared(embed_tokens(model.backbone, t), 0,
+                                                                                 model.depth, whole=True))), x)
     model.set_phase("phase2")
     naive = count_flops(model.forward_naive, x)
+    reuse_whole = count_flops(reuse_with_whole_blocks(model, cls_only=False), x)
+    reuse_cls = count_flops(reuse_with_whole_blocks(model, cls_only=True), x)
     reuse = count_flops(model, x)
-    flops = {"plain": plain, "phase1": phase1, "lpt_naive": naive, "lpt_reuse": reuse}
+    flops = {"plain": plain, "phase1_whole_blocks": phase1_whole, "phase1": phase1, "lpt_naive": naive, "reuse_whole_blocks": reuse_whole,
+             "reuse_cls_block": reuse_cls, "lpt_reuse": reuse}
     return {
         "backbone": backbone_name,
         "input_size": list(size),
@@ -113,3 +123,23 @@ def flops_report(
         "flops": flops,
         "ratio_to_plain": {k: v / plain for k, v in flops.items()},
     }
+
+
+def reuse_with_whole_blocks(model: Classifier, cls_only: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """LPT phase 2 with blocks 1..K reused but every block whole (prompt tokens computed in full,
+    as the released code does); ``cls_only`` adds the class-token-only last query block.
+
+    The intermediate steps between ``forward_naive`` and ``forward``, for FLOP accounting only;
+    all three compute the same logits (tested).
+    """
+    k, last = model.group_start, model.depth - 1
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        shared = model.run_shared(embed_tokens(model.backbone, x), 0, k, whole=True)
+        tokens = model.run_shared(shared, k, last, whole=True)
+        block, prompt = model.backbone.blocks[last], model.shared_prompt.at(last)
+        tokens = run_block_cls(block, tokens, prompt) if cls_only else run_block(block, tokens, prompt, whole=True)
+        selection = model.group_pool.select(pooled_feature(model.backbone, tokens))
+        return model.classify(pooled_feature(model.backbone, model.run_grouped(shared, selection, whole=True)))
+
+    return forward

@@ -52,5 +52,5 @@ def format_table(report: dict[str, Any]) -> str:
     if "flops" in report:
         lines.append("inference FLOPs per image (FlopCounterMode):")
         for name, value in report["flops"]["flops"].items():
-            lines.append(f"  {name:<10} {value / 1e9:>8.2f} GFLOPs  {report['flops']['ratio_to_plain'][name]:.3f}x plain")
+            lines.append(f"  {name:<20} {value / 1e9:>7.2f} GFLOPs  {report['flops']['ratio_to_plain'][name]:.3f}x plain")
     return "\n".join(lines)

@@ -6,12 +6,11 @@ import argparse
 import json
 
 import pytest
-
-from lpt_core.cli import info as info_cli
 import torch
 
-from lpt_core.info import meta_classifier, count_flops, flops_report, parameter_report
-from lpt_core.models import MethodConfig, PromptConfig
+from lpt_core.cli import info as info_cli
+from lpt_core.info import count_flops, flops_report, meta_classifier, parameter_report, reuse_with_whole_blocks
+from lpt_core.models import MethodConfig, PromptConfig, build_classifier, create_backbone
 from lpt_core.models.backbone import embed_tokens
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
@@ -52,14 +51,28 @@ def test_flops_reuse_between_phase1_and_naive():
     cfg = MethodConfig(prompt=PromptConfig(prompt_length=2, pool_size=4, group_start=2))
     rep = flops_report("vit_tiny_patch16_224", 5, cfg, **TINY)
     f = rep["flops"]
-    assert f["plain"] < f["phase1"] < f["lpt_reuse"] < f["lpt_naive"]
-    # reuse saves the second embedding + blocks 1..K with the shared prompt, and the
-    # class-token-only last query block saves more on top of that
+    # each saving lowers the count: reuse, then the class-token-only last query block, then
+    # prompt tokens as keys/values only
+    assert f["plain"] < f["phase1"] < f["phase1_whole_blocks"] < f["lpt_reuse"] < f["reuse_cls_block"] < f["reuse_whole_blocks"] < f["lpt_naive"]
+    # reuse saves exactly the second embedding + blocks 1..K with the shared prompt
     model = meta_classifier("lpt", "vit_tiny_patch16_224", 5, cfg, **TINY)
     x = torch.empty(1, 3, 32, 32, device="meta")
-    saved = count_flops(lambda t: model.run_shared(embed_tokens(model.backbone, t), 0, 2), x)
-    assert f["lpt_naive"] - f["lpt_reuse"] > saved > 0
+    saved = count_flops(lambda t: model.run_shared(embed_tokens(model.backbone, t), 0, 2, whole=True), x)
+    assert f["lpt_naive"] - f["reuse_whole_blocks"] == saved > 0
     assert rep["input_size"] == [3, 32, 32]
+
+
+def test_flop_ablation_steps_compute_lpt_itself():
+    """The intermediate variants counted by flops_report give LPT's logits (else the FLOPs lie)."""
+    cfg = MethodConfig(prompt=PromptConfig(prompt_length=2, pool_size=4, group_start=2))
+    model = build_classifier("lpt", create_backbone("vit_tiny_patch16_224", seed=0, **TINY), 5, cfg, seed=0)
+    model.set_phase("phase2")
+    model.eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x)
+        for cls_only in (False, True):
+            torch.testing.assert_close(reuse_with_whole_blocks(model, cls_only)(x), expected, rtol=0, atol=1e-6)
 
 
 def test_parameter_report_respects_group_start():
