@@ -7,7 +7,8 @@
 # scikit-image and pandas needed. Each section is isolated (an error is printed and recorded,
 # the next section runs); gpu_bench.json / gpu_bench.md in OUT_DIR (default: $OUT, else
 # ./bench_out) are rewritten after every section, so a run cut short keeps what it measured.
-# Wall-clock cap: GPU_CHECK_TIMEOUT seconds (default 480). Test it on a CPU with:
+# Runs the CUDA-marked unit tests first (GPU_CHECK_TESTS=0 skips them; at most 150 s), then the
+# suite under a wall-clock cap of GPU_CHECK_TIMEOUT seconds (default 420). Test it on a CPU with:
 #   bash scripts/gpu_check.sh /tmp/gpu_out --quick --device cpu
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,15 @@ import torch
 print("cuda", torch.version.cuda, "available", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
-timeout --signal=TERM --kill-after=20 "${GPU_CHECK_TIMEOUT:-480}" \
+if [ "${GPU_CHECK_TESTS:-1}" = 1 ] && python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  # The CUDA-marked unit tests first (reuse == whole-block naive on CUDA, bf16 phase-2 steps,
+  # exact bf16 resume, CUDA transforms, ViT-B/16 LPT throughput): ~1 min, capped at 150 s.
+  echo "[gpu_check] CUDA unit tests"
+  timeout --signal=TERM --kill-after=10 150 python3 -m pytest -q -s -p no:cacheprovider \
+    tests/core/test_models_gpu.py tests/core/test_train_gpu.py > "$OUT_DIR/gpu_tests.log" 2>&1
+  echo "[gpu_check] CUDA unit tests exit code $? (log: $OUT_DIR/gpu_tests.log)"; tail -5 "$OUT_DIR/gpu_tests.log"
+fi
+timeout --signal=TERM --kill-after=20 "${GPU_CHECK_TIMEOUT:-420}" \
   python3 -m lpt_core.bench.gpu --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/gpu_bench.log"
 rc=${PIPESTATUS[0]}
 echo "[gpu_check] exit code $rc (124 = timed out; partial results are in $OUT_DIR)"
