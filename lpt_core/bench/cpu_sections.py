@@ -107,7 +107,8 @@ def throughput(ctx: BenchContext) -> list[BenchRow]:
 
 @section("memory")
 def memory(ctx: BenchContext) -> list[BenchRow]:
-    """Peak resident memory of an evaluation pass and of one training step per method."""
+    """Peak resident memory of an evaluation pass and of one training step per method, and the
+    peak anonymous memory of preparing an image-folder dataset in memory vs streamed."""
     from lpt_core.bench.costs import train_candidates
     from lpt_core.bench.data import synthetic_images
     from lpt_core.bench.evalpath import eval_runner
@@ -133,7 +134,9 @@ def memory(ctx: BenchContext) -> list[BenchRow]:
         rows.append(BenchRow("peak memory", f"training step, {name}, {p.timing_model.label}", m.peak_bytes / MIB,
                              "MiB", f"dual batch {p.timing_batch}+{p.timing_batch}; +{m.delta_bytes / MIB:.1f} MiB "
                              f"over baseline; {m.method}", cmd))
-    return rows
+    from lpt_core.bench.prepmem import prepare_memory_rows
+
+    return rows + prepare_memory_rows(ctx.quick, cmd, ctx.seed)
 
 
 @section("corruptions")

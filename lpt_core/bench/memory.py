@@ -71,6 +71,38 @@ def peak_cpu_memory(fn: Callable[[], object]) -> PeakMemory:
     return PeakMemory(peak, baseline, "ru_maxrss (process-lifetime peak, not resettable)")
 
 
+def peak_anon_memory(fn: Callable[[], object], interval_s: float = 0.005) -> PeakMemory:
+    """Run ``fn`` once and return the peak of its anonymous resident memory (``RssAnon``).
+
+    Pages of memory-mapped files count in ``VmHWM`` but the kernel can drop or write them back
+    at will; ``RssAnon`` is what must fit in RAM. It has no kernel high-water mark, so a thread
+    samples it every ``interval_s`` during the call (Linux only).
+    """
+    import threading
+
+    gc.collect()
+    _trim_heap()
+    baseline = _status_kib("RssAnon") * 1024
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _status_kib("RssAnon") * 1024)
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, _status_kib("RssAnon") * 1024)
+    return PeakMemory(peak, baseline, f"RssAnon sampled every {interval_s * 1000:g} ms")
+
+
 def peak_cuda_memory(fn: Callable[[], object], device: object = None) -> PeakMemory:
     """Run ``fn`` once and return the CUDA caching allocator's peak allocated bytes during it."""
     import torch

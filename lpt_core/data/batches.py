@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from lpt_core import dvcutil
-from lpt_core.data.sources import load_corrupted_npy, read_image_folder
+from lpt_core.data.image_sources import read_image_folder
+from lpt_core.data.sources import load_corrupted_npy
 from lpt_core.data.store import load_prepared
 from lpt_core.fsutil import atomic_dir
 from lpt_core.validation import batch_content_hash, validate_batch

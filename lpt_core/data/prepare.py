@@ -7,7 +7,10 @@ then writes them with :func:`lpt_core.data.store.save_prepared`.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from lpt_core.data import longtail
-from lpt_core.data.sources import RawDataset, load_source
-from lpt_core.data.store import ArraySplit, PreparedDataset, image_hashes, save_prepared
+from lpt_core.data.sources import SOURCES, RawDataset, load_source
+from lpt_core.data.store import ArraySplit, PreparedDataset, file_backed, image_hashes, save_prepared, take_rows
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +78,38 @@ class PrepareConfig:
 
 
 def prepare(cfg: PrepareConfig, out_dir: str | Path) -> PreparedDataset:
-    """Build the prepared dataset described by ``cfg`` and save it to ``out_dir``."""
-    raw = load_source(cfg.source, cfg.root, download=cfg.download, **cfg.options)
-    data = build_prepared(raw, cfg)
-    save_prepared(out_dir, data)
+    """Build the prepared dataset described by ``cfg`` and save it to ``out_dir``.
+
+    A source that decodes images (``image_size`` among its options) decodes them at
+    ``cfg.image_size`` directly, unless the options set its size. When the source's images are
+    memory-mapped (``decode_dir``, CIFAR-C files), the selected rows are streamed through
+    memory-mapped scratch files next to ``out_dir``, so the dataset is never held in RAM.
+    """
+    out_dir = Path(out_dir)
+    options = dict(cfg.options)
+    takes = inspect.signature(SOURCES.get(cfg.source)).parameters
+    if cfg.image_size is not None and "image_size" in takes and "image_size" not in options:
+        options["image_size"] = cfg.image_size
+    raw = load_source(cfg.source, cfg.root, download=cfg.download, **options)
+    streamed = file_backed(raw.train.images) or file_backed(raw.test.images)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.scratch-", dir=out_dir.parent) if streamed else None
+    try:
+        data = build_prepared(raw, cfg, Path(scratch.name) if scratch else None)
+        save_prepared(out_dir, data)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     sizes = {k: len(getattr(data, k)) for k in ("train", "val", "test")}
-    log.info("prepared %s in %s: %s", data.meta["name"], out_dir, sizes)
+    log.info("prepared %s in %s: %s%s", data.meta["name"], out_dir, sizes, " (streamed from disk)" if streamed else "")
     return data
 
 
-def build_prepared(raw: RawDataset, cfg: PrepareConfig) -> PreparedDataset:
-    """The in-memory prepared dataset for ``raw`` (no I/O); see :class:`PrepareConfig`."""
-    train, test, names = _subset_classes(raw, cfg.classes)
+def build_prepared(raw: RawDataset, cfg: PrepareConfig, scratch: Path | None = None) -> PreparedDataset:
+    """The prepared dataset for ``raw``; see :class:`PrepareConfig`. Selected rows are copied into
+    memory, or with ``scratch`` into memory-mapped files in that folder (no other I/O)."""
+    spill = (lambda name: scratch / f"{name}.npy") if scratch is not None else (lambda name: None)
+    train, test, names = _subset_classes(raw, cfg.classes, spill)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"source {cfg.source!r} gives {len(train)} train / {len(test)} test images; need both")
     num = len(names)
@@ -101,23 +124,28 @@ def build_prepared(raw: RawDataset, cfg: PrepareConfig) -> PreparedDataset:
         chosen = pool[longtail.make_longtail(train.labels[pool], counts, cfg.seed)]
     tr_idx, val_idx = longtail.holdout_split(chosen, train.labels, cfg.holdout, cfg.seed + 1)
     if cfg.test_per_class is not None:
-        test = test.subset(longtail.cap_per_class(test.labels, cfg.test_per_class, cfg.seed + 2))
+        test = test.subset(longtail.cap_per_class(test.labels, cfg.test_per_class, cfg.seed + 2), spill("test"))
     splits = {
-        "train": _finish(train.subset(tr_idx), "train", cfg),
-        "val": _finish(train.subset(val_idx), "val", cfg),
+        "train": _finish(train.subset(tr_idx, spill("train")), "train", cfg),
+        "val": _finish(train.subset(val_idx, spill("val")), "val", cfg),
         "test": _finish(test, "test", cfg),
     }
     meta = _meta(cfg, raw, names, counts, int(len(train) - len(pool)), splits)
     return PreparedDataset(**splits, class_names=names, meta=meta)
 
 
-def _subset_classes(raw: RawDataset, classes: tuple[str, ...] | None) -> tuple[ArraySplit, ArraySplit, list[str]]:
+def _subset_classes(
+    raw: RawDataset, classes: tuple[str, ...] | None, spill: Callable[[str], Path | None]
+) -> tuple[ArraySplit, ArraySplit, list[str]]:
     if not classes:
         return raw.train, raw.test, list(raw.class_names)
     tr_rows, tr_lab, names = longtail.select_classes(raw.train.labels, raw.class_names, classes)
     te_rows, te_lab, _ = longtail.select_classes(raw.test.labels, raw.class_names, classes)
-    relabel = lambda s, rows, lab: ArraySplit(s.images[rows], lab, None, _source_index(s)[rows])  # noqa: E731
-    return relabel(raw.train, tr_rows, tr_lab), relabel(raw.test, te_rows, te_lab), names
+
+    def relabel(split: ArraySplit, rows: np.ndarray, labels: np.ndarray, name: str) -> ArraySplit:
+        return ArraySplit(take_rows(split.images, rows, spill(name)), labels, None, _source_index(split)[rows])
+
+    return relabel(raw.train, tr_rows, tr_lab, "classes-train"), relabel(raw.test, te_rows, te_lab, "classes-test"), names
 
 
 def _exclude_test_duplicates(train: ArraySplit, test: ArraySplit) -> np.ndarray:

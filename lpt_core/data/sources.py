@@ -8,11 +8,9 @@ missing and ``download`` is false, a :class:`DataUnavailableError` says how to s
 from __future__ import annotations
 
 import gzip
-import json
 import pickle
 import tarfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ FASHION_MNIST_CLASSES = [
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 class DataUnavailableError(RuntimeError):
@@ -277,160 +274,6 @@ def cifar100_c(root: Path | None, download: bool = False, *, corruption: str, se
     return _load_c("cifar100_c", "cifar100", root, corruption, severity)
 
 
-# --------------------------------------------------------------------------- decoded image files
-
-
-def decode_images(paths: Sequence[Path], image_size: int | None, workers: int = 4) -> np.ndarray:
-    """Decode image files to uint8 (N, S, S, 3), resized to ``image_size`` (bilinear) when given."""
-    from PIL import Image, UnidentifiedImageError
-
-    def one(p: Path) -> np.ndarray:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                if image_size is not None:
-                    im = im.resize((image_size, image_size), Image.BILINEAR)
-                return np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise ValueError(f"cannot decode image {p}: {exc}") from exc
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        arrays = list(pool.map(one, paths))
-    if not arrays:
-        return np.zeros((0, image_size or 1, image_size or 1, 3), np.uint8)
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"images have different sizes {sorted(shapes)[:4]}; pass image_size to resize them")
-    return np.stack(arrays)
-
-
-def read_image_folder(
-    folder: str | Path, class_names: Sequence[str] | None = None, image_size: int | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images of a class-per-subfolder folder -> (images, labels, class names).
-
-    With ``class_names`` the subfolders must be among them and labels follow that order;
-    otherwise classes are the sorted subfolder names.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    names = list(class_names) if class_names is not None else [p.name for p in subdirs]
-    unknown = [p.name for p in subdirs if p.name not in names]
-    if unknown:
-        raise ValueError(f"class folder(s) {unknown} in {folder} are not among the classes {names}")
-    paths, labels = [], []
-    for sub in subdirs:
-        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        paths += files
-        labels += [names.index(sub.name)] * len(files)
-    images = decode_images(paths, image_size)
-    return images, np.asarray(labels, dtype=np.int64), names
-
-
-@SOURCES.register("folder")
-def folder(root: Path | None, download: bool = False, *, image_size: int | None = None) -> RawDataset:
-    """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*``."""
-    if root is None or not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DataUnavailableError(
-            f"folder source needs root/train/<class>/<image> and root/test/<class>/<image>; got root={root}"
-        )
-    xtr, ytr, names = read_image_folder(root / "train", None, image_size)
-    xte, yte, _ = read_image_folder(root / "test", names, image_size)
-    return RawDataset(_split(xtr, ytr), _split(xte, yte), names, "folder")
-
-
-def _read_list(path: Path) -> tuple[list[str], np.ndarray]:
-    rels, labels = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise ValueError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
-        rels.append(parts[0])
-        labels.append(int(parts[1]))
-    return rels, np.asarray(labels, dtype=np.int64)
-
-
-def _class_names_from_paths(rels: Sequence[str], labels: np.ndarray) -> list[str]:
-    """Name each class by the folder of its first listed image (minus the top-level folder)."""
-    names: dict[int, str] = {}
-    for rel, lab in zip(rels, labels):
-        if int(lab) not in names:
-            parts = Path(rel).parent.parts
-            names[int(lab)] = "/".join(parts[1:] or parts) or str(lab)
-    return [names.get(i, f"class_{i}") for i in range(int(labels.max()) + 1)]
-
-
-def _list_source(
-    name: str, root: Path | None, lists: tuple[str, str], image_size: int, lists_dir: Path | None, workers: int
-) -> RawDataset:
-    if root is None:
-        raise DataUnavailableError(f"{name} needs root= the image root the split lists refer to")
-    lists_dir = Path(lists_dir) if lists_dir else root
-    files = [lists_dir / f for f in lists]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise DataUnavailableError(
-            f"{name}: split list(s) {missing} not found; put the standard files {list(lists)} in "
-            f"{lists_dir} (or pass lists_dir=) and the images under {root}"
-        )
-    (tr_rel, ytr), (te_rel, yte) = _read_list(files[0]), _read_list(files[1])
-    xtr = decode_images([root / r for r in tr_rel], image_size, workers)
-    xte = decode_images([root / r for r in te_rel], image_size, workers)
-    classes = _class_names_from_paths(tr_rel, ytr)
-    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, name)
-
-
-@SOURCES.register("places_lt")
-def places_lt(
-    root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4,
-) -> RawDataset:  # fmt: skip
-    """Places-LT from Places_LT_train.txt / Places_LT_test.txt and the Places-365 images under ``root``."""
-    return _list_source("places_lt", root, ("Places_LT_train.txt", "Places_LT_test.txt"), image_size, lists_dir, workers)
-
-
-@SOURCES.register("imagenet_lt")
-def imagenet_lt(
-    root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4,
-) -> RawDataset:  # fmt: skip
-    """ImageNet-LT from ImageNet_LT_train.txt / ImageNet_LT_test.txt and the ImageNet images under ``root``."""
-    lists = ("ImageNet_LT_train.txt", "ImageNet_LT_test.txt")
-    return _list_source("imagenet_lt", root, lists, image_size, lists_dir, workers)
-
-
-def _read_inat(path: Path) -> tuple[list[str], np.ndarray, dict[int, str]]:
-    try:
-        doc = json.loads(path.read_text())
-        label_of = {a["image_id"]: int(a["category_id"]) for a in doc["annotations"]}
-        rels = [im["file_name"] for im in doc["images"]]
-        labels = np.asarray([label_of[im["id"]] for im in doc["images"]], dtype=np.int64)
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not an iNaturalist 2018 split file: {exc}") from exc
-    names = {int(c["id"]): str(c.get("name", c["id"])) for c in doc.get("categories", [])}
-    return rels, labels, names
-
-
-@SOURCES.register("inat2018")
-def inat2018(
-    root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4,
-) -> RawDataset:  # fmt: skip
-    """iNaturalist 2018 from train2018.json / val2018.json (the val split is the test set)."""
-    if root is None:
-        raise DataUnavailableError("inat2018 needs root= the folder holding train_val2018/")
-    lists_dir = Path(lists_dir) if lists_dir else root
-    files = [lists_dir / "train2018.json", lists_dir / "val2018.json"]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise DataUnavailableError(f"inat2018: {missing} not found; put train2018.json and val2018.json in {lists_dir}")
-    tr_rel, ytr, names = _read_inat(files[0])
-    te_rel, yte, _ = _read_inat(files[1])
-    xtr = decode_images([root / r for r in tr_rel], image_size, workers)
-    xte = decode_images([root / r for r in te_rel], image_size, workers)
-    classes = [names.get(i, f"class_{i}") for i in range(int(max(ytr.max(), yte.max())) + 1)]
-    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, "inat2018")
+# The image-file sources (folder, places_lt, imagenet_lt, inat2018) register themselves from their
+# own module; importing it here keeps SOURCES complete wherever load_source is used.
+from lpt_core.data import image_sources as _image_sources  # noqa: E402,F401

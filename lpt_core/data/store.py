@@ -47,11 +47,12 @@ class ArraySplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray) -> ArraySplit:
-        """The rows ``index`` of this split (copies into memory)."""
+    def subset(self, index: np.ndarray, out: str | Path | None = None) -> ArraySplit:
+        """The rows ``index`` of this split: copied into memory, or with ``out`` into a
+        memory-mapped ``.npy`` file at that path (:func:`take_rows`)."""
         pick = lambda a: None if a is None else np.asarray(a)[index]  # noqa: E731
         return ArraySplit(
-            np.ascontiguousarray(self.images[index]),
+            take_rows(self.images, index, out),
             np.asarray(self.labels[index], dtype=np.int64),
             pick(self.ids),
             pick(self.source_index),
@@ -76,6 +77,37 @@ class PreparedDataset:
     def class_counts(self) -> np.ndarray:
         """Training-image count per class (after the validation hold-out), int64 (C,)."""
         return np.bincount(self.train.labels, minlength=self.num_classes).astype(np.int64)
+
+
+ROW_CHUNK_BYTES = 32 * 2**20  # rows copied per step by take_rows into a file
+
+
+def take_rows(images: np.ndarray, index: np.ndarray, out: str | Path | None = None) -> np.ndarray:
+    """``images[index]`` as a new C-contiguous array; with ``out``, a memory-mapped ``.npy`` file
+    written ROW_CHUNK_BYTES at a time, so neither the source nor the result is ever held whole."""
+    index = np.asarray(index)
+    if index.dtype == bool:
+        index = np.flatnonzero(index)
+    if out is None:
+        return np.ascontiguousarray(images[index])
+    rows = np.lib.format.open_memmap(Path(out), mode="w+", dtype=images.dtype, shape=(len(index), *images.shape[1:]))
+    step = max(1, ROW_CHUNK_BYTES // max(1, images[:1].nbytes))
+    for start in range(0, len(index), step):
+        rows[start:start + step] = images[index[start:start + step]]
+    rows.flush()
+    return rows
+
+
+def file_backed(images: np.ndarray) -> bool:
+    """Whether ``images`` (or an array it views) is memory-mapped from a file."""
+    import mmap
+
+    a: object = images
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
 
 
 def check_images(images: np.ndarray, what: str) -> None:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from lpt_core.bench.memory import peak_cpu_memory
+from lpt_core.bench.memory import peak_anon_memory, peak_cpu_memory
 from lpt_core.bench.report import BenchReport, BenchRow, update_markdown
 from lpt_core.bench.timing import ratio, time_interleaved
 
@@ -36,6 +36,22 @@ def test_time_interleaved_ratio_tracks_work() -> None:
 def test_peak_cpu_memory_sees_a_large_allocation() -> None:
     m = peak_cpu_memory(lambda: np.ones(40_000_000).sum())  # 305 MiB of float64
     assert m.delta_bytes > 250 * 2**20, m
+
+
+def test_peak_anon_memory_sees_a_large_allocation_and_not_a_mapped_file(tmp_path) -> None:
+    m = peak_anon_memory(lambda: np.ones(40_000_000).sum())  # 305 MiB of float64
+    assert m.delta_bytes > 250 * 2**20, m
+    mapped = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(300 * 2**20,))
+    m = peak_anon_memory(lambda: mapped.fill(7))  # 300 MiB of file pages, none anonymous
+    assert m.delta_bytes < 50 * 2**20, m
+
+
+def test_prepare_memory_rows_quick() -> None:
+    from lpt_core.bench.prepmem import prepare_memory_rows
+
+    rows = prepare_memory_rows(True, "cmd")
+    assert [r.name.split(", ")[-1] for r in rows] == ["in memory", "streamed"] * 2
+    assert all(r.value >= 0 and r.unit == "MiB" and "RssAnon" in r.detail for r in rows)
 
 
 def test_update_markdown_replaces_only_its_suite(tmp_path) -> None:

@@ -1,0 +1,251 @@
+"""Image-file sources: a user's class folders, Places-LT, ImageNet-LT and iNaturalist 2018.
+
+Images are decoded with PIL (threaded) into one preallocated uint8 (N, S, S, 3) array, resized
+(bilinear) to ``image_size`` when given. With ``decode_dir`` that array is a memory-mapped
+``.npy`` file there instead of RAM, reused by later runs while the image list, ``image_size``
+and the files' sizes and modification times are unchanged; :func:`lpt_core.data.prepare.prepare`
+then streams it, so a dataset larger than memory (iNaturalist 2018 at 224 px is ~66 GB) can be
+prepared. Sources register in :data:`lpt_core.data.sources.SOURCES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from lpt_core.data.sources import SOURCES, DataUnavailableError, RawDataset, _split
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DECODE_CHUNK_BYTES = 32 * 2**20  # decoded bytes per round: bounds the images held in flight
+
+
+def _decode_one(path: Path, image_size: int | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if image_size is not None:
+                im = im.resize((image_size, image_size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValueError(f"cannot decode image {path}: {exc}") from exc
+
+
+def decode_images(
+    paths: Sequence[Path], image_size: int | None, workers: int = 4, out: Path | None = None
+) -> np.ndarray:
+    """Decode image files to uint8 (N, S, S, 3), resized to ``image_size`` (bilinear) when given.
+
+    Rows go straight into one preallocated array: in RAM, or with ``out`` a memory-mapped
+    ``.npy`` file at that path. Without ``image_size`` every image must have the first's size.
+    """
+    paths = list(paths)
+    if not paths:
+        return np.zeros((0, image_size or 1, image_size or 1, 3), np.uint8)
+    first = _decode_one(paths[0], image_size)
+    shape = (len(paths), *first.shape)
+    if out is None:
+        images = np.empty(shape, np.uint8)
+    else:
+        images = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=shape)
+    step = max(1, workers, DECODE_CHUNK_BYTES // max(1, first.nbytes))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(paths), step):
+            chunk = paths[start:start + step]
+            for i, im in enumerate(pool.map(lambda p: _decode_one(p, image_size), chunk), start):
+                if im.shape != first.shape:
+                    raise ValueError(f"images have different sizes ({paths[0]}: {first.shape}, {paths[i]}: "
+                                     f"{im.shape}); pass image_size to resize them")
+                images[i] = im
+    if out is not None:
+        images.flush()
+    return images
+
+
+def _decode_key(paths: Sequence[Path], image_size: int | None) -> str:
+    """What a cached decode depends on: the ordered paths, their sizes and mtimes, and the size."""
+    h = hashlib.sha256(f"lpt-decode/1 {image_size}\n".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise ValueError(f"cannot decode image {p}: {exc}") from exc
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def decode_split(
+    paths: Sequence[Path], image_size: int | None, workers: int, decode_dir: str | Path | None, label: str
+) -> np.ndarray:
+    """:func:`decode_images` in RAM, or with ``decode_dir`` into ``<decode_dir>/<label>.npy``
+    (memory-mapped, read-only), reusing that file while its recorded key still matches."""
+    if decode_dir is None:
+        return decode_images(paths, image_size, workers)
+    folder = Path(decode_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    npy, meta = folder / f"{label}.npy", folder / f"{label}.json"
+    key = _decode_key(paths, image_size)
+    if npy.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
+        return np.load(npy, mmap_mode="r")
+    meta.unlink(missing_ok=True)  # never leave an old key next to new pixels
+    tmp = folder / f".{label}.{os.getpid()}.npy.part"
+    try:
+        decode_images(paths, image_size, workers, out=tmp)  # flushed; the map closes with it
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta.write_text(json.dumps({"key": key, "count": len(paths), "image_size": image_size}))
+    return np.load(npy, mmap_mode="r")
+
+
+def _class_folder_listing(
+    folder: Path, class_names: Sequence[str] | None
+) -> tuple[list[Path], np.ndarray, list[str]]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    names = list(class_names) if class_names is not None else [p.name for p in subdirs]
+    unknown = [p.name for p in subdirs if p.name not in names]
+    if unknown:
+        raise ValueError(f"class folder(s) {unknown} in {folder} are not among the classes {names}")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for sub in subdirs:
+        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        labels += [names.index(sub.name)] * len(files)
+    return paths, np.asarray(labels, dtype=np.int64), names
+
+
+def read_image_folder(
+    folder: str | Path, class_names: Sequence[str] | None = None, image_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images of a class-per-subfolder folder -> (images, labels, class names).
+
+    With ``class_names`` the subfolders must be among them and labels follow that order;
+    otherwise classes are the sorted subfolder names.
+    """
+    paths, labels, names = _class_folder_listing(Path(folder), class_names)
+    return decode_images(paths, image_size), labels, names
+
+
+@SOURCES.register("folder")
+def folder(
+    root: Path | None, download: bool = False, *, image_size: int | None = None,
+    decode_dir: str | Path | None = None, workers: int = 4,
+) -> RawDataset:  # fmt: skip
+    """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*``."""
+    if root is None or not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DataUnavailableError(
+            f"folder source needs root/train/<class>/<image> and root/test/<class>/<image>; got root={root}"
+        )
+    tr_paths, ytr, names = _class_folder_listing(root / "train", None)
+    te_paths, yte, _ = _class_folder_listing(root / "test", names)
+    size = image_size or "orig"
+    xtr = decode_split(tr_paths, image_size, workers, decode_dir, f"folder-train-{size}")
+    xte = decode_split(te_paths, image_size, workers, decode_dir, f"folder-test-{size}")
+    return RawDataset(_split(xtr, ytr), _split(xte, yte), names, "folder")
+
+
+def _read_list(path: Path) -> tuple[list[str], np.ndarray]:
+    rels, labels = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
+        rels.append(parts[0])
+        labels.append(int(parts[1]))
+    return rels, np.asarray(labels, dtype=np.int64)
+
+
+def _class_names_from_paths(rels: Sequence[str], labels: np.ndarray) -> list[str]:
+    """Name each class by the folder of its first listed image (minus the top-level folder)."""
+    names: dict[int, str] = {}
+    for rel, lab in zip(rels, labels):
+        if int(lab) not in names:
+            parts = Path(rel).parent.parts
+            names[int(lab)] = "/".join(parts[1:] or parts) or str(lab)
+    return [names.get(i, f"class_{i}") for i in range(int(labels.max()) + 1)]
+
+
+def _split_files(name: str, lists_dir: Path, files: Sequence[str], root: Path) -> list[Path]:
+    paths = [lists_dir / f for f in files]
+    missing = [str(f) for f in paths if not f.is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"{name}: split file(s) {missing} not found; put the standard files {list(files)} in "
+            f"{lists_dir} (or pass lists_dir=) and the images under {root}"
+        )
+    return paths
+
+
+def _list_source(
+    name: str, root: Path | None, lists: tuple[str, str], image_size: int, lists_dir: Path | None, workers: int,
+    decode_dir: str | Path | None,
+) -> RawDataset:  # fmt: skip
+    if root is None:
+        raise DataUnavailableError(f"{name} needs root= the image root the split lists refer to")
+    files = _split_files(name, Path(lists_dir) if lists_dir else root, lists, root)
+    (tr_rel, ytr), (te_rel, yte) = _read_list(files[0]), _read_list(files[1])
+    xtr = decode_split([root / r for r in tr_rel], image_size, workers, decode_dir, f"{name}-train-{image_size}")
+    xte = decode_split([root / r for r in te_rel], image_size, workers, decode_dir, f"{name}-test-{image_size}")
+    classes = _class_names_from_paths(tr_rel, ytr)
+    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, name)
+
+
+@SOURCES.register("places_lt")
+def places_lt(
+    root: Path | None, download: bool = False, *, image_size: int = 224,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+) -> RawDataset:  # fmt: skip
+    """Places-LT from Places_LT_train.txt / Places_LT_test.txt and the Places-365 images under ``root``."""
+    lists = ("Places_LT_train.txt", "Places_LT_test.txt")
+    return _list_source("places_lt", root, lists, image_size, lists_dir, workers, decode_dir)
+
+
+@SOURCES.register("imagenet_lt")
+def imagenet_lt(
+    root: Path | None, download: bool = False, *, image_size: int = 224,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+) -> RawDataset:  # fmt: skip
+    """ImageNet-LT from ImageNet_LT_train.txt / ImageNet_LT_test.txt and the ImageNet images under ``root``."""
+    lists = ("ImageNet_LT_train.txt", "ImageNet_LT_test.txt")
+    return _list_source("imagenet_lt", root, lists, image_size, lists_dir, workers, decode_dir)
+
+
+def _read_inat(path: Path) -> tuple[list[str], np.ndarray, dict[int, str]]:
+    try:
+        doc = json.loads(path.read_text())
+        label_of = {a["image_id"]: int(a["category_id"]) for a in doc["annotations"]}
+        rels = [im["file_name"] for im in doc["images"]]
+        labels = np.asarray([label_of[im["id"]] for im in doc["images"]], dtype=np.int64)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not an iNaturalist 2018 split file: {exc}") from exc
+    names = {int(c["id"]): str(c.get("name", c["id"])) for c in doc.get("categories", [])}
+    return rels, labels, names
+
+
+@SOURCES.register("inat2018")
+def inat2018(
+    root: Path | None, download: bool = False, *, image_size: int = 224,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+) -> RawDataset:  # fmt: skip
+    """iNaturalist 2018 from train2018.json / val2018.json (the val split is the test set)."""
+    if root is None:
+        raise DataUnavailableError("inat2018 needs root= the folder holding train_val2018/")
+    files = _split_files("inat2018", Path(lists_dir) if lists_dir else root, ("train2018.json", "val2018.json"), root)
+    tr_rel, ytr, names = _read_inat(files[0])
+    te_rel, yte, _ = _read_inat(files[1])
+    xtr = decode_split([root / r for r in tr_rel], image_size, workers, decode_dir, f"inat2018-train-{image_size}")
+    xte = decode_split([root / r for r in te_rel], image_size, workers, decode_dir, f"inat2018-test-{image_size}")
+    classes = [names.get(i, f"class_{i}") for i in range(int(max(ytr.max(), yte.max())) + 1)]
+    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, "inat2018")
