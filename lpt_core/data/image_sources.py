@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +26,55 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 DECODE_CHUNK_BYTES = 32 * 2**20  # decoded bytes per round: bounds the images held in flight
 
 
-def _decode_one(path: Path, image_size: int | None) -> np.ndarray:
+RESIZE_MODES = ("squash", "center_crop")
+
+
+def _decode_one(path: Path, image_size: int | None, resize: str = "squash") -> np.ndarray:
+    """One image as uint8 (S, S, 3). ``squash`` resizes the whole image to S x S; ``center_crop``
+    resizes the shorter side to S (aspect kept) and crops the centre S x S."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            if image_size is not None:
+            if image_size is not None and resize == "center_crop":
+                w, h = im.size
+                scale = image_size / min(w, h)
+                im = im.resize((max(image_size, round(w * scale)), max(image_size, round(h * scale))), Image.BILINEAR)
+                left, top = (im.size[0] - image_size) // 2, (im.size[1] - image_size) // 2
+                im = im.crop((left, top, left + image_size, top + image_size))
+            elif image_size is not None:
                 im = im.resize((image_size, image_size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as exc:
         raise ValueError(f"cannot decode image {path}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a source decodes: target size, resize mode (``RESIZE_MODES``), threads, and the
+    folder of cached memory-mapped arrays (None: decode into RAM)."""
+
+    image_size: int | None = None
+    resize: str = "squash"
+    workers: int = 4
+    decode_dir: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
 def decode_images(
-    paths: Sequence[Path], image_size: int | None, workers: int = 4, out: Path | None = None
-) -> np.ndarray:
-    """Decode image files to uint8 (N, S, S, 3), resized to ``image_size`` (bilinear) when given.
+    paths: Sequence[Path], image_size: int | None, workers: int = 4, out: Path | None = None,
+    resize: str = "squash",
+) -> np.ndarray:  # fmt: skip
+    """Decode image files to uint8 (N, S, S, 3), resized to ``image_size`` (bilinear, ``resize``
+    mode of :func:`_decode_one`) when given.
 
     Rows go straight into one preallocated array: in RAM, or with ``out`` a memory-mapped
     ``.npy`` file at that path. Without ``image_size`` every image must have the first's size.
@@ -49,7 +82,7 @@ def decode_images(
     paths = list(paths)
     if not paths:
         return np.zeros((0, image_size or 1, image_size or 1, 3), np.uint8)
-    first = _decode_one(paths[0], image_size)
+    first = _decode_one(paths[0], image_size, resize)
     shape = (len(paths), *first.shape)
     if out is None:
         images = np.empty(shape, np.uint8)
@@ -59,7 +92,7 @@ def decode_images(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(paths), step):
             chunk = paths[start:start + step]
-            for i, im in enumerate(pool.map(lambda p: _decode_one(p, image_size), chunk), start):
+            for i, im in enumerate(pool.map(lambda p: _decode_one(p, image_size, resize), chunk), start):
                 if im.shape != first.shape:
                     raise ValueError(f"images have different sizes ({paths[0]}: {first.shape}, {paths[i]}: "
                                      f"{im.shape}); pass image_size to resize them")
@@ -69,9 +102,9 @@ def decode_images(
     return images
 
 
-def _decode_key(paths: Sequence[Path], image_size: int | None) -> str:
-    """What a cached decode depends on: the ordered paths, their sizes and mtimes, and the size."""
-    h = hashlib.sha256(f"lpt-decode/1 {image_size}\n".encode())
+def _decode_key(paths: Sequence[Path], image_size: int | None, resize: str) -> str:
+    """What a cached decode depends on: the ordered paths, their sizes and mtimes, size and mode."""
+    h = hashlib.sha256(f"lpt-decode/1 {image_size} {resize}\n".encode())
     for p in paths:
         try:
             st = os.stat(p)
@@ -81,27 +114,28 @@ def _decode_key(paths: Sequence[Path], image_size: int | None) -> str:
     return h.hexdigest()
 
 
-def decode_split(
-    paths: Sequence[Path], image_size: int | None, workers: int, decode_dir: str | Path | None, label: str
-) -> np.ndarray:
-    """:func:`decode_images` in RAM, or with ``decode_dir`` into ``<decode_dir>/<label>.npy``
-    (memory-mapped, read-only), reusing that file while its recorded key still matches."""
-    if decode_dir is None:
-        return decode_images(paths, image_size, workers)
-    folder = Path(decode_dir)
+def decode_split(paths: Sequence[Path], opts: DecodeOptions, label: str) -> np.ndarray:
+    """:func:`decode_images` in RAM, or with ``opts.decode_dir`` into
+    ``<decode_dir>/<label>-<size>[-center_crop].npy`` (memory-mapped, read-only), reusing that
+    file while its recorded key still matches."""
+    if opts.decode_dir is None:
+        return decode_images(paths, opts.image_size, opts.workers, resize=opts.resize)
+    folder = Path(opts.decode_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    label = f"{label}-{opts.image_size or 'orig'}" + ("" if opts.resize == "squash" else f"-{opts.resize}")
     npy, meta = folder / f"{label}.npy", folder / f"{label}.json"
-    key = _decode_key(paths, image_size)
+    key = _decode_key(paths, opts.image_size, opts.resize)
     if npy.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
         return np.load(npy, mmap_mode="r")
     meta.unlink(missing_ok=True)  # never leave an old key next to new pixels
     tmp = folder / f".{label}.{os.getpid()}.npy.part"
     try:
-        decode_images(paths, image_size, workers, out=tmp)  # flushed; the map closes with it
+        decode_images(paths, opts.image_size, opts.workers, out=tmp, resize=opts.resize)  # flushed
         os.replace(tmp, npy)
     finally:
         tmp.unlink(missing_ok=True)
-    meta.write_text(json.dumps({"key": key, "count": len(paths), "image_size": image_size}))
+    meta.write_text(json.dumps({"key": key, "count": len(paths), "image_size": opts.image_size,
+                                "resize": opts.resize}))
     return np.load(npy, mmap_mode="r")
 
 
@@ -139,18 +173,17 @@ def read_image_folder(
 @SOURCES.register("folder")
 def folder(
     root: Path | None, download: bool = False, *, image_size: int | None = None,
-    decode_dir: str | Path | None = None, workers: int = 4,
+    decode_dir: str | Path | None = None, workers: int = 4, resize: str = "squash",
 ) -> RawDataset:  # fmt: skip
     """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*``."""
     if root is None or not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DataUnavailableError(
             f"folder source needs root/train/<class>/<image> and root/test/<class>/<image>; got root={root}"
         )
+    opts = DecodeOptions(image_size, resize, workers, decode_dir)
     tr_paths, ytr, names = _class_folder_listing(root / "train", None)
     te_paths, yte, _ = _class_folder_listing(root / "test", names)
-    size = image_size or "orig"
-    xtr = decode_split(tr_paths, image_size, workers, decode_dir, f"folder-train-{size}")
-    xte = decode_split(te_paths, image_size, workers, decode_dir, f"folder-test-{size}")
+    xtr, xte = decode_split(tr_paths, opts, "folder-train"), decode_split(te_paths, opts, "folder-test")
     return RawDataset(_split(xtr, ytr), _split(xte, yte), names, "folder")
 
 
@@ -189,15 +222,14 @@ def _split_files(name: str, lists_dir: Path, files: Sequence[str], root: Path) -
 
 
 def _list_source(
-    name: str, root: Path | None, lists: tuple[str, str], image_size: int, lists_dir: Path | None, workers: int,
-    decode_dir: str | Path | None,
-) -> RawDataset:  # fmt: skip
+    name: str, root: Path | None, lists: tuple[str, str], lists_dir: Path | None, opts: DecodeOptions
+) -> RawDataset:
     if root is None:
         raise DataUnavailableError(f"{name} needs root= the image root the split lists refer to")
     files = _split_files(name, Path(lists_dir) if lists_dir else root, lists, root)
     (tr_rel, ytr), (te_rel, yte) = _read_list(files[0]), _read_list(files[1])
-    xtr = decode_split([root / r for r in tr_rel], image_size, workers, decode_dir, f"{name}-train-{image_size}")
-    xte = decode_split([root / r for r in te_rel], image_size, workers, decode_dir, f"{name}-test-{image_size}")
+    xtr = decode_split([root / r for r in tr_rel], opts, f"{name}-train")
+    xte = decode_split([root / r for r in te_rel], opts, f"{name}-test")
     classes = _class_names_from_paths(tr_rel, ytr)
     return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, name)
 
@@ -205,21 +237,21 @@ def _list_source(
 @SOURCES.register("places_lt")
 def places_lt(
     root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None, resize: str = "squash",
 ) -> RawDataset:  # fmt: skip
     """Places-LT from Places_LT_train.txt / Places_LT_test.txt and the Places-365 images under ``root``."""
     lists = ("Places_LT_train.txt", "Places_LT_test.txt")
-    return _list_source("places_lt", root, lists, image_size, lists_dir, workers, decode_dir)
+    return _list_source("places_lt", root, lists, lists_dir, DecodeOptions(image_size, resize, workers, decode_dir))
 
 
 @SOURCES.register("imagenet_lt")
 def imagenet_lt(
     root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None, resize: str = "squash",
 ) -> RawDataset:  # fmt: skip
     """ImageNet-LT from ImageNet_LT_train.txt / ImageNet_LT_test.txt and the ImageNet images under ``root``."""
     lists = ("ImageNet_LT_train.txt", "ImageNet_LT_test.txt")
-    return _list_source("imagenet_lt", root, lists, image_size, lists_dir, workers, decode_dir)
+    return _list_source("imagenet_lt", root, lists, lists_dir, DecodeOptions(image_size, resize, workers, decode_dir))
 
 
 def _read_inat(path: Path) -> tuple[list[str], np.ndarray, dict[int, str]]:
@@ -237,15 +269,16 @@ def _read_inat(path: Path) -> tuple[list[str], np.ndarray, dict[int, str]]:
 @SOURCES.register("inat2018")
 def inat2018(
     root: Path | None, download: bool = False, *, image_size: int = 224,
-    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None,
+    lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None, resize: str = "squash",
 ) -> RawDataset:  # fmt: skip
     """iNaturalist 2018 from train2018.json / val2018.json (the val split is the test set)."""
+    opts = DecodeOptions(image_size, resize, workers, decode_dir)
     if root is None:
         raise DataUnavailableError("inat2018 needs root= the folder holding train_val2018/")
     files = _split_files("inat2018", Path(lists_dir) if lists_dir else root, ("train2018.json", "val2018.json"), root)
     tr_rel, ytr, names = _read_inat(files[0])
     te_rel, yte, _ = _read_inat(files[1])
-    xtr = decode_split([root / r for r in tr_rel], image_size, workers, decode_dir, f"inat2018-train-{image_size}")
-    xte = decode_split([root / r for r in te_rel], image_size, workers, decode_dir, f"inat2018-test-{image_size}")
+    xtr = decode_split([root / r for r in tr_rel], opts, "inat2018-train")
+    xte = decode_split([root / r for r in te_rel], opts, "inat2018-test")
     classes = [names.get(i, f"class_{i}") for i in range(int(max(ytr.max(), yte.max())) + 1)]
     return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, "inat2018")

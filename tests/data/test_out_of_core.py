@@ -116,3 +116,22 @@ def test_streamed_prepare_leaves_no_scratch_when_it_fails(tmp_path: Path, monkey
     with pytest.raises(OSError, match="disk full"):
         prepare(cfg, tmp_path / "out" / "p")
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_center_crop_keeps_the_aspect_and_squash_keeps_the_whole_image(tmp_path: Path) -> None:
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, :10, 0] = 255  # red left quarter
+    wide[:, 10:30, 1] = 255  # green middle half
+    wide[:, 30:, 2] = 255  # blue right quarter
+    for split in ("train", "test"):
+        (tmp_path / split / "c").mkdir(parents=True)
+        Image.fromarray(wide).save(tmp_path / split / "c" / "wide.png")
+    squash = load_source("folder", tmp_path, image_size=10).train.images[0]
+    crop = load_source("folder", tmp_path, image_size=10, resize="center_crop",
+                       decode_dir=tmp_path / "dec").train.images[0]
+    assert squash.shape == crop.shape == (10, 10, 3)
+    assert squash[5, 0, 0] > 200 and squash[5, 9, 2] > 200  # both ends survive, squeezed
+    assert crop[:, 1:-1, 1].min() > 200 and crop[:, 1:-1, 0].max() < 60 and crop[:, 1:-1, 2].max() < 60
+    assert (tmp_path / "dec" / "folder-train-10-center_crop.npy").is_file()
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_source("folder", tmp_path, image_size=10, resize="stretch")
