@@ -24,8 +24,6 @@ from lpt_core.data.sources import SOURCES, DataUnavailableError, RawDataset, _sp
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DECODE_CHUNK_BYTES = 32 * 2**20  # decoded bytes per round: bounds the images held in flight
-
-
 RESIZE_MODES = ("squash", "center_crop")
 
 
@@ -114,6 +112,13 @@ def _decode_key(paths: Sequence[Path], image_size: int | None, resize: str) -> s
     return h.hexdigest()
 
 
+def _recorded_key(meta: Path) -> str | None:
+    try:
+        return json.loads(meta.read_text()).get("key")
+    except (OSError, ValueError, AttributeError):  # unreadable or not our JSON: decode again
+        return None
+
+
 def decode_split(paths: Sequence[Path], opts: DecodeOptions, label: str) -> np.ndarray:
     """:func:`decode_images` in RAM, or with ``opts.decode_dir`` into
     ``<decode_dir>/<label>-<size>[-center_crop].npy`` (memory-mapped, read-only), reusing that
@@ -125,7 +130,7 @@ def decode_split(paths: Sequence[Path], opts: DecodeOptions, label: str) -> np.n
     label = f"{label}-{opts.image_size or 'orig'}" + ("" if opts.resize == "squash" else f"-{opts.resize}")
     npy, meta = folder / f"{label}.npy", folder / f"{label}.json"
     key = _decode_key(paths, opts.image_size, opts.resize)
-    if npy.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
+    if npy.is_file() and meta.is_file() and _recorded_key(meta) == key:
         return np.load(npy, mmap_mode="r")
     meta.unlink(missing_ok=True)  # never leave an old key next to new pixels
     tmp = folder / f".{label}.{os.getpid()}.npy.part"

@@ -73,6 +73,9 @@ def test_decode_dir_caches_and_redecodes_when_an_image_changes(tmp_path: Path, m
     fresh = load_source("places_lt", root, image_size=12, decode_dir=cache)
     assert fresh.train.images[0].min() == 255 and np.array_equal(fresh.train.images[1], first.train.images[1])
     assert not list(cache.glob("*.part"))
+    (cache / "places_lt-train-12.json").write_text("{not json")  # a damaged record: decode again
+    assert np.array_equal(load_source("places_lt", root, image_size=12, decode_dir=cache).train.images,
+                          fresh.train.images)
 
 
 def test_streamed_prepare_writes_what_the_in_memory_prepare_writes(tmp_path: Path, monkeypatch) -> None:
