@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from app.db.session import init_db, make_engine, session_scope
 from app.ingest import Hasher, default_hasher
 from app.intake import discover_batches
 from app.settings import Settings
+from lpt_core.fsutil import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +277,8 @@ def check_result(result: Mapping[str, Any], spec: PairSpec) -> None:
 def write_result_file(results_dir: Path, spec: PairSpec, result: Mapping[str, Any]) -> Path:
     """Write ``results/<model>/<batch>.json`` atomically (same layout as the pipeline's)."""
     path = results_dir / spec.model_name / f"{spec.batch_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, sort_keys=True), encoding="utf-8")
     return path
 
 

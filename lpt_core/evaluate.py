@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from torch import nn
 from lpt_core.version import code_version
 from lpt_core.data.store import array_hash, check_images
 from lpt_core.data.transforms import BatchPreprocessor
+from lpt_core.fsutil import atomic_file
 from lpt_core.metrics import classification_metrics
 
 RESULT_SCHEMA = "lpt-result/1"
@@ -100,10 +100,8 @@ class EvalResult:
     def write(self, path: str | Path) -> Path:
         """Write the result file atomically (temp file + rename); returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            tmp.write_text(self.to_json())
         return path
 
     def metric(self, name: str, group: str = "overall") -> float:

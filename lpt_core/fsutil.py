@@ -1,7 +1,8 @@
-"""Atomic directory writes: a reader sees the old folder or the whole new one, never half of it.
+"""Atomic writes: a reader sees the old file or folder or the whole new one, never half of it.
 
-Prepared datasets, artifacts, shift batches and the quickstart backbone are all folders written
-this way, so a killed process cannot leave a half-written one behind.
+Prepared datasets, artifacts, shift batches and the quickstart backbone are folders written
+with :func:`atomic_dir`; result files, JSON metrics, checkpoints and decoded-image caches are
+files written with :func:`atomic_file`. A killed process cannot leave a half-written one behind.
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ def atomic_dir(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` to write; on success it replaces ``target``.
+
+    On any exception the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -35,6 +35,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from lpt_core import distributed as D
+from lpt_core.checkpoints import BEST, CHECKPOINT, load_checkpoint, load_named, save_checkpoint, to_torch
 from lpt_core.config import to_dict
 from lpt_core.data.samplers import DualSampler, shard, steps_per_epoch
 from lpt_core.data.store import ArraySplit, PreparedDataset
@@ -43,7 +44,6 @@ from lpt_core.evaluate import autocast, predict
 from lpt_core.losses import build_loss
 
 log = logging.getLogger(__name__)
-CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 AGCL_DEFAULTS = {"cb": {"gamma_pos": 0.0, "gamma_neg": 4.0}, "ib": {"gamma_pos": 0.5, "gamma_neg": 8.0}}
 
 
@@ -193,7 +193,7 @@ class _Trainer:
             "format": "lpt-train-checkpoint/1", "phase": phase, "config": to_dict(self.cfg), "epoch": epoch,
             "trainable": {n: params[n].detach().cpu().clone() for n in self.names},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "sampler": _to_torch(self.sampler.state_dict()),
+            "sampler": to_torch(self.sampler.state_dict()),
             "best_epoch": self.best_epoch, "best_top1": self.best_top1, "history": self.history,
         }
 
@@ -203,7 +203,7 @@ class _Trainer:
                 f"checkpoint was written for phase {ckpt.get('phase')!r} with config {ckpt.get('config')}; "
                 f"this run is phase {phase!r} with {to_dict(self.cfg)}: use another out_dir or resume=False"
             )
-        _load_named(self.model, ckpt["trainable"])
+        load_named(self.model, ckpt["trainable"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])
@@ -306,37 +306,6 @@ def _result_config(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if cfg is None else {k: v for k, v in cfg.items() if k not in ("progress", "num_workers")}
 
 
-def _to_torch(obj: Any) -> Any:
-    """numpy arrays -> tensors, recursively, so checkpoints load with ``weights_only=True``."""
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj.copy())
-    if isinstance(obj, dict):
-        return {k: _to_torch(v) for k, v in obj.items()}
-    return obj
-
-
-def _load_named(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    unknown = sorted(set(tensors) - set(params))
-    if unknown:
-        raise ValueError(f"checkpoint holds parameters the model lacks: {unknown[:8]}")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value)
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file then os.replace: a kill never leaves a half-written checkpoint."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint written by :func:`fit` (tensors and plain data only)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
-
-
 def fit(
     model: nn.Module,
     data: PreparedDataset,
@@ -393,10 +362,10 @@ def _epoch(
         if record["val_top1"] > trainer.best_top1:
             trainer.best_epoch, trainer.best_top1 = epoch + 1, record["val_top1"]
             if ctx.is_main:
-                _save_atomic(trainer.state(phase, epoch + 1)["trainable"], out / BEST)
+                save_checkpoint(trainer.state(phase, epoch + 1)["trainable"], out / BEST)
     trainer.history.append(record)
     if ctx.is_main:
-        _save_atomic(trainer.state(phase, epoch + 1), out / CHECKPOINT)
+        save_checkpoint(trainer.state(phase, epoch + 1), out / CHECKPOINT)
         log.info(
             "%s epoch %d/%d loss %.4f lr %.3g val_top1 %s %.0f img/s", phase, epoch + 1, cfg.epochs,
             record["loss"], lr, f"{record['val_top1']:.4f}" if "val_top1" in record else "-",
@@ -410,7 +379,7 @@ def _epoch(
 def _finish(trainer: _Trainer, out: Path, seconds: float) -> FitResult:
     cfg = trainer.cfg
     if cfg.select == "val" and (out / BEST).is_file():
-        _load_named(trainer.model, torch.load(out / BEST, map_location="cpu", weights_only=True))
+        load_named(trainer.model, load_checkpoint(out / BEST))
     trained = [r for r in trainer.history if "images_per_second" in r]
     ips = float(np.mean([r["images_per_second"] for r in trained])) if trained else 0.0
     best = trainer.best_top1 if trainer.best_epoch >= 0 else None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lpt_core.data.sources import SOURCES, DataUnavailableError, RawDataset, _split
+from lpt_core.fsutil import atomic_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DECODE_CHUNK_BYTES = 32 * 2**20  # decoded bytes per round: bounds the images held in flight
@@ -133,12 +134,8 @@ def decode_split(paths: Sequence[Path], opts: DecodeOptions, label: str) -> np.n
     if npy.is_file() and meta.is_file() and _recorded_key(meta) == key:
         return np.load(npy, mmap_mode="r")
     meta.unlink(missing_ok=True)  # never leave an old key next to new pixels
-    tmp = folder / f".{label}.{os.getpid()}.npy.part"
-    try:
+    with atomic_file(npy) as tmp:
         decode_images(paths, opts.image_size, opts.workers, out=tmp, resize=opts.resize)  # flushed
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta.write_text(json.dumps({"key": key, "count": len(paths), "image_size": opts.image_size,
                                 "resize": opts.resize}))
     return np.load(npy, mmap_mode="r")

@@ -6,12 +6,12 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lpt_core.config import load_section
+from lpt_core.fsutil import atomic_file
 
 C = TypeVar("C")
 
@@ -47,12 +47,8 @@ def default_device(device: str | None) -> str:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

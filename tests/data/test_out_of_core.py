@@ -72,7 +72,7 @@ def test_decode_dir_caches_and_redecodes_when_an_image_changes(tmp_path: Path, m
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     fresh = load_source("places_lt", root, image_size=12, decode_dir=cache)
     assert fresh.train.images[0].min() == 255 and np.array_equal(fresh.train.images[1], first.train.images[1])
-    assert not list(cache.glob("*.part"))
+    assert not list(cache.glob(".*"))  # no temporary file left
     (cache / "places_lt-train-12.json").write_text("{not json")  # a damaged record: decode again
     assert np.array_equal(load_source("places_lt", root, image_size=12, decode_dir=cache).train.images,
                           fresh.train.images)
