@@ -107,11 +107,7 @@ def streamlit_server(db_url: str, log: Path, timeout_s: float = 40) -> Iterator[
             _wait_http(f"{base}/_stcore/health", timeout_s, "streamlit", proc)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
 
 
 @contextmanager
@@ -134,11 +130,16 @@ def chromium(executable: str, profile: Path, timeout_s: float = 30) -> Iterator[
         with connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=timeout_s) as ws:
             yield ws
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate ``proc``; kill it if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class DevTools:

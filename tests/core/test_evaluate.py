@@ -14,14 +14,6 @@ from lpt_core.models import MethodConfig, PromptConfig, build_classifier, create
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def lpt_model():
     backbone = create_backbone("vit_tiny_patch16_224", pretrained=False, seed=0, **TINY)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import yaml
 
 from lpt_core.artifacts import load_artifact
@@ -24,14 +23,6 @@ SECTION = {
               "progress": False},
     "phase_train": {"phase2": {"epochs": 1, "select": "last", "val_every": 0}},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_train_then_evaluate_through_the_cli(tiny_prepared, tmp_path) -> None:

@@ -13,15 +13,6 @@ from lpt_core.train import CHECKPOINT, TrainConfig, fit, load_checkpoint
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core box two threads are ~50x slower for tiny ops."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CFG = TrainConfig(epochs=2, batch_size=16, lr=0.5, max_steps_per_epoch=3, eval_batch_size=64, progress=False)
 
 
