@@ -110,12 +110,27 @@ class LPTClassifier(VPTClassifier):
         """Phase 1: the VPT path. Phase 2: shared blocks once, query branch, prompted main branch."""
         if self.phase == "phase1":
             return super().forward_train(x)
+        logits, selection = self._grouped_forward(x)
+        return TrainOutput(logits, matching_loss(selection.similarity))
+
+    def forward_with_selection(self, x: torch.Tensor) -> tuple[torch.Tensor, Selection | None]:
+        """Logits equal to ``forward(x)`` and the group selection that produced them, in one pass.
+
+        Phase 1 uses no group prompt, so its selection is None. For label-free monitoring
+        (``lpt_core.monitoring``): ``selection.indices`` (B, k) and ``selection.similarity`` (B, k).
+        """
+        if self.phase == "phase1":
+            return self.forward(x), None
+        return self._grouped_forward(x)
+
+    def _grouped_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+        """Phase 2: shared blocks once, query branch, prompted main branch -> (logits, selection)."""
         with torch.no_grad():  # blocks 1..K and the query branch never need gradient
             shared = self.run_shared(embed_tokens(self.backbone, x), 0, self.group_start)
             query = self.query_from(shared)
         selection = self.group_pool.select(query)
         feature = pooled_feature(self.backbone, self.run_grouped(shared, selection))
-        return TrainOutput(self.classify(feature), matching_loss(selection.similarity))
+        return self.classify(feature), selection
 
     def query_from(self, shared: torch.Tensor) -> torch.Tensor:
         """The phase-1 query (B, D) from the tokens after blocks 1..K.
