@@ -4,10 +4,13 @@ Shot groups follow LPT (Dong et al., ICLR 2023) and the long-tail literature: "m
 training images, "medium" 20..100, "few" < 20; the released LPT code counts exactly 20 as few,
 available as ``few_includes_20=True``. This module holds the project's *only* definition.
 
-Group accuracy is the mean of per-class accuracies over the classes of the group (the released
-code's ``shot_acc``); its confidence interval is a class-stratified bootstrap, drawn exactly and
-cheaply as per-class binomials. Robustness metrics follow Hendrycks & Dietterich (ICLR 2019):
-CE_c = sum_s E_{s,c} / sum_s E^ref_{s,c}, mCE its mean, relative CE on (E - E_clean).
+Group accuracy is by default the mean of per-class accuracies over the classes of the group
+(``pooling="class_mean"``); its confidence interval is a class-stratified bootstrap, drawn exactly
+and cheaply as per-class binomials. The released LPT evaluation (``eval_phase2.py``) pools instead:
+correct predictions / test images over the group's classes (``pooling="pooled"``, Wilson interval).
+On a class-balanced test split (Places-LT's 100 per class, CIFAR's) the two are equal.
+Robustness metrics follow Hendrycks & Dietterich (ICLR 2019): CE_c = sum_s E_{s,c} /
+sum_s E^ref_{s,c}, mCE its mean, relative CE on (E - E_clean).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 GROUPS = ("many", "medium", "few")
+GROUP_POOLINGS = ("class_mean", "pooled")
 ECE_BINS = 15
 
 
@@ -139,13 +143,16 @@ def classification_metrics(
     few_includes_20: bool = False,
     level: float = 0.95,
     seed: int = 0,
+    pooling: str = "class_mean",
 ) -> dict[str, Any]:
     """All metrics of one evaluation: ``{"metrics": [rows], "per_class": {...}}``.
 
     Rows (name, group, value, ci_low, ci_high, n): top1 / error for overall, each non-empty shot
-    group and each class present ("class:<i>"), macro_f1, nll and ece (15 bins) overall.
+    group (accuracy per ``pooling``, see the module docstring) and each class present
+    ("class:<i>"), macro_f1, nll and ece (15 bins) overall.
     Probabilities are softmax(logit_scale * logits) (LPT's cosine logits are scaled by s = 20).
     """
+    _check_pooling(pooling)
     logits = np.asarray(logits, dtype=np.float64)
     counts = np.asarray(class_counts)
     num_classes = len(counts)
@@ -156,7 +163,7 @@ def classification_metrics(
     correct, n = per_class_accuracy(preds, labels, num_classes)
     total, hits = int(n.sum()), int(correct.sum())
     rows = _accuracy_rows("overall", hits / total, wilson_interval(hits, total, level), total)
-    rows += _group_rows(correct, n, shot_groups(counts, few_includes_20), np.random.default_rng(seed), level)
+    rows += _group_rows(correct, n, shot_groups(counts, few_includes_20), np.random.default_rng(seed), level, pooling)
     rows += [
         _metric("macro_f1", "overall", macro_f1(preds, labels, num_classes), None, total),
         _metric("nll", "overall", nll(probs, labels), None, total),
@@ -179,24 +186,42 @@ def _accuracy_rows(group: str, acc: float, ci: tuple[float, float], n: int) -> l
     return [_metric("top1", group, acc, ci, n), _metric("error", group, 1.0 - acc, (1.0 - ci[1], 1.0 - ci[0]), n)]
 
 
+def _check_pooling(pooling: str) -> None:
+    if pooling not in GROUP_POOLINGS:
+        raise ValueError(f"group pooling must be one of {list(GROUP_POOLINGS)}, got {pooling!r}")
+
+
+def _pooled_accuracy(correct: np.ndarray, n: np.ndarray, pooling: str) -> float:
+    """Accuracy over some classes: the mean of their accuracies, or all their hits / all their images."""
+    if pooling == "pooled":
+        return float(correct.sum() / n.sum())
+    return float((correct / n).mean())
+
+
 def _group_rows(
-    correct: np.ndarray, n: np.ndarray, groups: np.ndarray, rng: np.random.Generator, level: float
-) -> list[dict[str, Any]]:
+    correct: np.ndarray, n: np.ndarray, groups: np.ndarray, rng: np.random.Generator, level: float,
+    pooling: str = "class_mean",
+) -> list[dict[str, Any]]:  # fmt: skip
     rows: list[dict[str, Any]] = []
     for group in GROUPS:
         members = (groups == group) & (n > 0)
         if not members.any():
             continue
-        acc = float((correct[members] / n[members]).mean())
-        ci = class_mean_bootstrap(correct[members], n[members], rng, level=level)
+        acc = _pooled_accuracy(correct[members], n[members], pooling)
+        if pooling == "pooled":
+            ci = wilson_interval(int(correct[members].sum()), int(n[members].sum()), level)
+        else:
+            ci = class_mean_bootstrap(correct[members], n[members], rng, level=level)
         rows += _accuracy_rows(group, acc, ci, int(n[members].sum()))
     return rows
 
 
 def group_accuracy(
-    preds: np.ndarray, labels: np.ndarray, class_counts: np.ndarray, few_includes_20: bool = False
-) -> dict[str, float]:
-    """{"overall", "many", "medium", "few"} accuracy (groups: mean of per-class accuracies)."""
+    preds: np.ndarray, labels: np.ndarray, class_counts: np.ndarray, few_includes_20: bool = False,
+    pooling: str = "class_mean",
+) -> dict[str, float]:  # fmt: skip
+    """{"overall", "many", "medium", "few"} accuracy; groups pooled per ``pooling`` (module docstring)."""
+    _check_pooling(pooling)
     counts = np.asarray(class_counts)
     correct, n = per_class_accuracy(preds, labels, len(counts))
     groups = shot_groups(counts, few_includes_20)
@@ -204,7 +229,7 @@ def group_accuracy(
     for group in GROUPS:
         members = (groups == group) & (n > 0)
         if members.any():
-            out[group] = float((correct[members] / n[members]).mean())
+            out[group] = _pooled_accuracy(correct[members], n[members], pooling)
     return out
 
 

@@ -5,8 +5,10 @@ Sections: bf16 matmul ceiling; plain / phase-1 / LPT-naive / LPT-reuse evaluatio
 (bf16 autocast, inference_mode, channels_last, timm fused attention), model-only and with the
 uint8 -> GPU preprocessing path; phase-2 and full fine-tuning step times (dual batch); CIFAR-C
 generation on the host's CPU cores; the paper profile (a few ``fit`` steps and one 10,000-image
-evaluation). Runnable as ``python -m lpt_core.bench.gpu --out DIR`` with only torch, timm,
-numpy, scipy, scikit-image and pandas installed; ``--quick --device cpu`` checks it end to end.
+evaluation); last, the released-checkpoint path (write a random checkpoint in the authors'
+layout, ``lpt import released`` it, evaluate a Places-LT-test-sized array fp32, 365 classes).
+Runnable as ``python -m lpt_core.bench.gpu --out DIR`` with only torch, timm, numpy, scipy,
+scikit-image and pandas installed; ``--quick --device cpu`` checks it end to end.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lpt_core.bench.suite import BenchContext, log, run_sections
 from lpt_core.registry import Registry
 
 GPU_SECTIONS: Registry = Registry("gpu benchmark section")
-GPU_ORDER: tuple[str, ...] = ("matmul", "eval", "train", "paper", "corruptions")
+GPU_ORDER: tuple[str, ...] = ("matmul", "eval", "train", "paper", "corruptions", "released")
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,11 @@ class GpuProfile:
     paper_steps: int  # fit() steps per phase in the paper profile
     paper_eval_images: int
     corruption_images: int
+    released_images: int  # the released-checkpoint section's test array (Places-LT test: 36,500)
 
 
-FULL = GpuProfile(8192, VIT_B16, 1024, 10240, 256, 5, 5, 10000, 1000)
-QUICK = GpuProfile(256, TINY, 16, 64, 4, 1, 2, 64, 8)
+FULL = GpuProfile(8192, VIT_B16, 1024, 10240, 256, 5, 5, 10000, 1000, 36500)
+QUICK = GpuProfile(256, TINY, 16, 64, 4, 1, 2, 64, 8, 64)
 
 
 def profile(ctx: BenchContext) -> GpuProfile:

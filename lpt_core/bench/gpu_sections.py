@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from lpt_core.bench.gpu import profile, section, sync_fn
-from lpt_core.bench.models import INFERENCE_VARIANTS, build_variants
+from lpt_core.bench.gpu import GpuProfile, profile, section, sync_fn
+from lpt_core.bench.models import INFERENCE_VARIANTS, BenchBackbone, build_variants
 from lpt_core.bench.report import BenchRow, error_row
 from lpt_core.bench.suite import BenchContext
 from lpt_core.bench.timing import ratio, time_interleaved
@@ -119,6 +121,92 @@ def paper(ctx: BenchContext) -> list[BenchRow]:
     from lpt_core.bench.paper import paper_profile_rows
 
     return paper_profile_rows(ctx, profile(ctx))
+
+
+@section("released")
+def released(ctx: BenchContext) -> list[BenchRow]:
+    """The released-checkpoint path at the paper's scale, timed: a random checkpoint in the
+    authors' layout (365 classes) written, imported (``weights_only`` read, strict checks,
+    artifact), loaded, and evaluated fp32 on a Places-LT-test-sized random uint8 array."""
+    import tempfile
+    import time
+
+    from lpt_core.released import import_released, load_released_artifact, released_top1
+
+    p, dev, cmd = profile(ctx), ctx.device, ctx.command_for("released")
+    sec = f"released checkpoint, {p.model.label}, 365 classes, random weights"
+    rows, clock = [], time.perf_counter
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = clock()
+        ckpt, backbone, prompt = _write_released_checkpoint(p.model, f"{tmp}/LPT_places.pth", ctx.seed)
+        t1 = clock()
+        out = import_released(ckpt, f"{tmp}/art", backbone=p.model.name, classes=_classes_file(tmp),
+                              prompt=prompt, backbone_model=backbone)  # fmt: skip
+        t2 = clock()
+        model, meta = load_released_artifact(out, backbone=backbone, device=dev)
+        t3 = clock()
+        mib = os.path.getsize(ckpt) / 2**20
+        rows += [BenchRow(sec, "write released-layout checkpoint", t1 - t0, "s", f"{mib:.0f} MiB torch.save", cmd),
+                 BenchRow(sec, "lpt import released", t2 - t1, "s", "torch.load(weights_only=True), sha256, layout "
+                          "and backbone-equality checks, artifact write", cmd),
+                 BenchRow(sec, "load imported artifact", t3 - t2, "s", f"verify + build on {dev}", cmd)]  # fmt: skip
+        rows.append(_released_eval_row(ctx, p, model, meta, sec, released_top1))
+    return rows
+
+
+def _write_released_checkpoint(spec: BenchBackbone, path: str, seed: int) -> tuple[str, torch.nn.Module, Any]:
+    """A checkpoint as the release saved it (DataParallel state dict of the whole VPT_ViT) with
+    the seeded random backbone and random prompt, pool, key and head tensors."""
+    from lpt_core.bench.models import make_backbone
+    from lpt_core.models import PromptConfig
+    from lpt_core.released import released_prompt_layout
+
+    backbone = make_backbone(spec, "cpu", seed)
+    prompt = PromptConfig(group_start=spec.group_start)
+    gen = torch.Generator().manual_seed(seed)
+    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    layout = released_prompt_layout(len(backbone.blocks), int(backbone.embed_dim), 365, prompt)
+    state |= {k: torch.randn(shape, generator=gen) * 0.02 for k, shape in layout.items()}
+    torch.save({"config": {"note": "benchmark"}, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "val_acc": 0.0}, path)  # fmt: skip
+    return path, backbone, prompt
+
+
+def _classes_file(tmp: str) -> str:
+    """365 classes with Places-LT-like counts (4980 down to 5 images)."""
+    import json
+
+    counts = [max(5, int(4980 * (5 / 4980) ** (i / 364))) for i in range(365)]
+    path = f"{tmp}/classes.json"
+    with open(path, "w") as fh:
+        json.dump({"class_names": [f"class_{i:03d}" for i in range(365)], "class_counts": counts}, fh)
+    return path
+
+
+def _released_eval_row(ctx: BenchContext, p: GpuProfile, model: torch.nn.Module, meta: dict[str, Any], sec: str,
+                       top1_fn: Callable[..., dict[str, float]]) -> BenchRow:  # fmt: skip
+    """Images/s of the released-way evaluation (fp32, as the release ran) on random uint8 images."""
+    import time
+
+    import numpy as np
+
+    from lpt_core.bench.data import synthetic_labels
+
+    size = 224 if not ctx.quick else p.model.img_size
+    n, unique = p.released_images, min(p.released_images, 1024)
+    base = np.random.default_rng(ctx.seed).integers(0, 256, (unique, size, size, 3), dtype=np.uint8)
+    images = np.resize(base, (n, size, size, 3))  # repeats the unique block up to n images
+    labels = synthetic_labels(n, 365, ctx.seed + 1)
+    sync = sync_fn(ctx.device)
+    start = time.perf_counter()
+    top1 = top1_fn(model, meta, images, labels, device=ctx.device, batch_size=p.eval_batch, amp="off")
+    if sync is not None:
+        sync()
+    seconds = time.perf_counter() - start
+    return BenchRow(sec, f"evaluate {n} uint8 {size} px images (released groups)", n / seconds, "images/s",
+                    f"{seconds:.1f} s, fp32 (amp off, as released), batch {p.eval_batch}; eval resize + centre crop "
+                    f"on the device; top-1 {top1['overall']:.2f}% on random data (chance ~0.27%)",
+                    ctx.command_for("released"))
 
 
 @section("corruptions")

@@ -224,36 +224,53 @@ def _split_files(name: str, lists_dir: Path, files: Sequence[str], root: Path) -
 
 
 def _list_source(
-    name: str, root: Path | None, lists: tuple[str, str], lists_dir: Path | None, opts: DecodeOptions
-) -> RawDataset:
+    name: str, root: Path | None, lists: tuple[str, str], lists_dir: Path | None, opts: DecodeOptions,
+    val_list: str | None = None,
+) -> RawDataset:  # fmt: skip
+    """Train/test from the two ``path label`` lists; with ``val_list`` and that file present in
+    the lists folder, also the official validation split (``RawDataset.val``)."""
     if root is None:
         raise DataUnavailableError(f"{name} needs root= the image root the split lists refer to")
-    files = _split_files(name, Path(lists_dir) if lists_dir else root, lists, root)
+    folder = Path(lists_dir) if lists_dir else root
+    files = _split_files(name, folder, lists, root)
     (tr_rel, ytr), (te_rel, yte) = _read_list(files[0]), _read_list(files[1])
+    classes = _class_names_from_paths(tr_rel, ytr)
     xtr = decode_split([root / r for r in tr_rel], opts, f"{name}-train")
     xte = decode_split([root / r for r in te_rel], opts, f"{name}-test")
-    classes = _class_names_from_paths(tr_rel, ytr)
-    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, name)
+    val = None
+    if val_list is not None and (folder / val_list).is_file():
+        va_rel, yva = _read_list(folder / val_list)
+        if len(yva) and (yva.min() < 0 or yva.max() >= len(classes)):
+            raise ValueError(f"{folder / val_list}: labels {yva.min()}..{yva.max()} outside the "
+                             f"{len(classes)} training classes")  # fmt: skip
+        val = _split(decode_split([root / r for r in va_rel], opts, f"{name}-val"), yva)
+    return RawDataset(_split(xtr, ytr), _split(xte, yte), classes, name, val)
 
 
 @SOURCES.register("places_lt")
 def places_lt(
     root: Path | None, download: bool = False, *, image_size: int = 224,
     lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None, resize: str = "squash",
+    official_val: bool = True,
 ) -> RawDataset:  # fmt: skip
-    """Places-LT from Places_LT_train.txt / Places_LT_test.txt and the Places-365 images under ``root``."""
+    """Places-LT from Places_LT_train.txt / Places_LT_test.txt and the Places-365 images under ``root``;
+    with ``official_val`` and Places_LT_val.txt beside the lists, also its validation split."""
     lists = ("Places_LT_train.txt", "Places_LT_test.txt")
-    return _list_source("places_lt", root, lists, lists_dir, DecodeOptions(image_size, resize, workers, decode_dir))
+    opts = DecodeOptions(image_size, resize, workers, decode_dir)
+    return _list_source("places_lt", root, lists, lists_dir, opts, "Places_LT_val.txt" if official_val else None)
 
 
 @SOURCES.register("imagenet_lt")
 def imagenet_lt(
     root: Path | None, download: bool = False, *, image_size: int = 224,
     lists_dir: Path | None = None, workers: int = 4, decode_dir: str | Path | None = None, resize: str = "squash",
+    official_val: bool = True,
 ) -> RawDataset:  # fmt: skip
-    """ImageNet-LT from ImageNet_LT_train.txt / ImageNet_LT_test.txt and the ImageNet images under ``root``."""
+    """ImageNet-LT from ImageNet_LT_train.txt / ImageNet_LT_test.txt and the ImageNet images under ``root``;
+    with ``official_val`` and ImageNet_LT_val.txt beside the lists, also its validation split."""
     lists = ("ImageNet_LT_train.txt", "ImageNet_LT_test.txt")
-    return _list_source("imagenet_lt", root, lists, lists_dir, DecodeOptions(image_size, resize, workers, decode_dir))
+    opts = DecodeOptions(image_size, resize, workers, decode_dir)
+    return _list_source("imagenet_lt", root, lists, lists_dir, opts, "ImageNet_LT_val.txt" if official_val else None)
 
 
 def _read_inat(path: Path) -> tuple[list[str], np.ndarray, dict[int, str]]:

@@ -23,6 +23,8 @@ from lpt_core.data.store import ArraySplit, PreparedDataset, file_backed, image_
 
 log = logging.getLogger(__name__)
 
+PROTOCOLS = ("heldout", "released")
+
 
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -32,6 +34,10 @@ class PrepareConfig:
     quickstart's base-class set, or a source that is long-tailed already such as Places-LT).
     ``n_max: null`` with a ``rho`` uses the largest class's available count. ``val_per_class``,
     when set, replaces ``val_fraction``. ``options`` go to the source (e.g. ``lists_dir``).
+    ``protocol``: ``heldout`` (a validation split held out from the long-tailed training set,
+    for model selection) or ``released`` (the LPT release's: train on the whole long-tailed
+    split; the val split is the source's official validation list where it has one, e.g.
+    Places_LT_val.txt, else empty; the hold-out keys are then unused).
     """
 
     source: str
@@ -47,8 +53,11 @@ class PrepareConfig:
     seed: int = 0
     image_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "heldout"
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"prepare.protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}")
         if self.classes is not None and not isinstance(self.classes, tuple):
             # params.yaml gives a list; keep the frozen config immutable.
             object.__setattr__(self, "classes", tuple(self.classes))
@@ -90,6 +99,8 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path) -> PreparedDataset:
     takes = inspect.signature(SOURCES.get(cfg.source)).parameters
     if cfg.image_size is not None and "image_size" in takes and "image_size" not in options:
         options["image_size"] = cfg.image_size
+    if "official_val" in takes and "official_val" not in options:  # decode the val list only when used
+        options["official_val"] = cfg.protocol == "released"
     raw = load_source(cfg.source, cfg.root, download=cfg.download, **options)
     streamed = file_backed(raw.train.images) or file_backed(raw.test.images)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +120,7 @@ def build_prepared(raw: RawDataset, cfg: PrepareConfig, scratch: Path | None = N
     """The prepared dataset for ``raw``; see :class:`PrepareConfig`. Selected rows are copied into
     memory, or with ``scratch`` into memory-mapped files in that folder (no other I/O)."""
     spill = (lambda name: scratch / f"{name}.npy") if scratch is not None else (lambda name: None)
-    train, test, names = _subset_classes(raw, cfg.classes, spill)
+    train, test, official_val, names = _subset_classes(raw, cfg.classes, spill)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"source {cfg.source!r} gives {len(train)} train / {len(test)} test images; need both")
     num = len(names)
@@ -122,30 +133,39 @@ def build_prepared(raw: RawDataset, cfg: PrepareConfig, scratch: Path | None = N
         n_max = cfg.n_max if cfg.n_max is not None else int(available.max())
         counts = longtail.longtail_counts(n_max, num, cfg.rho)
         chosen = pool[longtail.make_longtail(train.labels[pool], counts, cfg.seed)]
-    tr_idx, val_idx = longtail.holdout_split(chosen, train.labels, cfg.holdout, cfg.seed + 1)
     if cfg.test_per_class is not None:
         test = test.subset(longtail.cap_per_class(test.labels, cfg.test_per_class, cfg.seed + 2), spill("test"))
-    splits = {
-        "train": _finish(train.subset(tr_idx, spill("train")), "train", cfg),
-        "val": _finish(train.subset(val_idx, spill("val")), "val", cfg),
-        "test": _finish(test, "test", cfg),
-    }
-    meta = _meta(cfg, raw, names, counts, int(len(train) - len(pool)), splits)
+    if cfg.protocol == "released":  # no hold-out: the whole long-tailed split trains
+        val_split = official_val if official_val is not None else train.subset(np.zeros(0, np.int64))
+        splits = {"train": train.subset(np.sort(chosen), spill("train")), "val": val_split}
+    else:
+        tr_idx, val_idx = longtail.holdout_split(chosen, train.labels, cfg.holdout, cfg.seed + 1)
+        splits = {"train": train.subset(tr_idx, spill("train")), "val": train.subset(val_idx, spill("val"))}
+    val_origin = "val" if cfg.protocol == "released" and official_val is not None else "train"
+    splits = {"train": _finish(splits["train"], "train", cfg), "val": _finish(splits["val"], val_origin, cfg),
+              "test": _finish(test, "test", cfg)}  # fmt: skip
+    meta = _meta(cfg, raw, names, counts, int(len(train) - len(pool)), splits, official_val is not None)
     return PreparedDataset(**splits, class_names=names, meta=meta)
 
 
 def _subset_classes(
     raw: RawDataset, classes: tuple[str, ...] | None, spill: Callable[[str], Path | None]
-) -> tuple[ArraySplit, ArraySplit, list[str]]:
+) -> tuple[ArraySplit, ArraySplit, ArraySplit | None, list[str]]:
+    """(train, test, official val or None, class names), restricted to ``classes`` when given."""
     if not classes:
-        return raw.train, raw.test, list(raw.class_names)
+        return raw.train, raw.test, raw.val, list(raw.class_names)
     tr_rows, tr_lab, names = longtail.select_classes(raw.train.labels, raw.class_names, classes)
     te_rows, te_lab, _ = longtail.select_classes(raw.test.labels, raw.class_names, classes)
 
     def relabel(split: ArraySplit, rows: np.ndarray, labels: np.ndarray, name: str) -> ArraySplit:
         return ArraySplit(take_rows(split.images, rows, spill(name)), labels, None, _source_index(split)[rows])
 
-    return relabel(raw.train, tr_rows, tr_lab, "classes-train"), relabel(raw.test, te_rows, te_lab, "classes-test"), names
+    val = None
+    if raw.val is not None:
+        va_rows, va_lab, _ = longtail.select_classes(raw.val.labels, raw.class_names, classes)
+        val = relabel(raw.val, va_rows, va_lab, "classes-val")
+    train = relabel(raw.train, tr_rows, tr_lab, "classes-train")
+    return train, relabel(raw.test, te_rows, te_lab, "classes-test"), val, names
 
 
 def _exclude_test_duplicates(train: ArraySplit, test: ArraySplit) -> np.ndarray:
@@ -156,12 +176,12 @@ def _exclude_test_duplicates(train: ArraySplit, test: ArraySplit) -> np.ndarray:
     return np.flatnonzero(~dup)
 
 
-def _finish(split: ArraySplit, name: str, cfg: PrepareConfig) -> ArraySplit:
-    """Resize to ``cfg.image_size`` if needed and give each row a stable id ``source:split:index``."""
+def _finish(split: ArraySplit, origin: str, cfg: PrepareConfig) -> ArraySplit:
+    """Resize to ``cfg.image_size`` if needed and give each row a stable id ``source:origin:index``
+    (``origin``: the source split the row comes from, train / val / test)."""
     images = split.images
     if cfg.image_size is not None and images.shape[1:3] != (cfg.image_size, cfg.image_size):
         images = resize_images(images, cfg.image_size)
-    origin = "test" if name == "test" else "train"
     src = _source_index(split)
     ids = np.array([f"{cfg.source}:{origin}:{int(i)}" for i in src], dtype=str)
     return ArraySplit(np.ascontiguousarray(images), split.labels, ids, src)
@@ -183,7 +203,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 def _meta(
     cfg: PrepareConfig, raw: RawDataset, names: list[str], counts: list[int], excluded: int,
-    splits: dict[str, ArraySplit],
+    splits: dict[str, ArraySplit], official_val: bool,
 ) -> dict[str, Any]:  # fmt: skip
     profile = {
         "kind": "all" if cfg.rho is None else "longtail",
@@ -191,11 +211,12 @@ def _meta(
         "rho": cfg.rho,
         "num_classes": len(names),
         "counts_before_holdout": [int(c) for c in counts],
-        "val_rule": {"val_per_class": cfg.val_per_class} if cfg.val_per_class is not None
-        else {"val_fraction": cfg.val_fraction},
+        "val_rule": _val_rule(cfg, official_val),
         "test_per_class": cfg.test_per_class,
         "excluded_test_duplicates": excluded,
     }  # fmt: skip
+    if official_val:
+        profile["official_val_counts"] = np.bincount(splits["val"].labels, minlength=len(names)).tolist()
     cfg_dict = asdict(cfg)
     cfg_dict["classes"] = list(cfg.classes) if cfg.classes else None
     return {
@@ -203,6 +224,46 @@ def _meta(
         "source": raw.source or cfg.source,
         "seed": cfg.seed,
         "image_size": int(splits["train"].images.shape[1]),
+        "protocol": cfg.protocol,
+        "full_train_class_counts": [int(c) for c in counts],
         "profile": profile,
         "config": cfg_dict,
     }
+
+
+def _val_rule(cfg: PrepareConfig, official_val: bool) -> dict[str, Any]:
+    """How the val split was made: a hold-out rule, the source's official list, or none."""
+    if cfg.protocol == "released":
+        return {"official_list": True} if official_val else {"none": True}
+    if cfg.val_per_class is not None:
+        return {"val_per_class": cfg.val_per_class}
+    return {"val_fraction": cfg.val_fraction}
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """How a protocol groups classes into many/medium/few and pools the group accuracy."""
+
+    class_counts: np.ndarray  # int64 (C,): the training counts the groups are cut on
+    few_includes_20: bool  # released: a class with exactly 20 training images is "few"
+    pooling: str  # lpt_core.metrics.GROUP_POOLINGS: "class_mean" or "pooled"
+
+
+def group_rule(meta: dict[str, Any], protocol: str | None = None) -> GroupRule:
+    """The shot-group rule ``protocol`` (default: the dataset's own) implies for a prepared
+    dataset's ``dataset.json`` ``meta``.
+
+    ``heldout``: the counts the model trains on (after the hold-out), many > 100, medium
+    20..100, few < 20, mean of per-class accuracies. ``released``: the full long-tailed training
+    counts (before any hold-out), few <= 20, correct / images pooled over the group's test images
+    (the released ``eval_phase2.py``).
+    """
+    protocol = protocol or meta.get("protocol", "heldout")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "heldout":
+        return GroupRule(np.asarray(meta["train_class_counts"], dtype=np.int64), False, "class_mean")
+    full = meta.get("full_train_class_counts") or meta.get("profile", {}).get("counts_before_holdout")
+    if full is None:
+        raise KeyError("dataset.json records no full training counts (full_train_class_counts); prepare it again")
+    return GroupRule(np.asarray(full, dtype=np.int64), True, "pooled")

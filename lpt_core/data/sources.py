@@ -36,12 +36,17 @@ class DataUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A source's full train and test splits with class names; ``source_index`` = row in the source."""
+    """A source's full train and test splits with class names; ``source_index`` = row in the source.
+
+    ``val`` is the source's official validation split where it has one (Places-LT's and
+    ImageNet-LT's ``*_val.txt`` lists), else ``None``.
+    """
 
     train: ArraySplit
     test: ArraySplit
     class_names: list[str]
     source: str = ""
+    val: ArraySplit | None = None
 
     @property
     def num_classes(self) -> int:
@@ -137,11 +142,73 @@ def _torchvision_download(cls_name: str, root: Path) -> None:
 # --------------------------------------------------------------------------- CIFAR (python pickles)
 
 
+class RefusedPickleGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global (class or function) outside the CIFAR allow-list."""
+
+
+# The official CIFAR pickles (Python 2 cPickle, protocol 2) hold dicts, lists, byte strings and
+# ints, which need no globals, and numpy arrays, rebuilt by numpy.core.multiarray._reconstruct
+# + numpy.ndarray + numpy.dtype. numpy 2 names the module numpy._core, and a file re-saved by
+# Python 3 at protocol 5 uses numpy's _frombuffer instead. Nothing else is ever looked up.
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+    ("numpy", "ndarray"): (None, "ndarray"),
+    ("numpy", "dtype"): (None, "dtype"),
+}
+
+
+def _numpy_attr(submodule: str | None, name: str) -> Any:
+    """numpy's own reconstruction helper, from numpy._core (numpy 2) or numpy.core (numpy 1)."""
+    import importlib
+
+    if submodule is None:
+        return getattr(np, name)
+    for package in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise RefusedPickleGlobal(f"numpy has no {submodule}.{name} to rebuild arrays with")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler for the CIFAR python files: builtin containers and numpy arrays only.
+
+    Any other global (``os.system``, ``builtins.eval``, any class) is refused before it is
+    resolved, so a crafted file cannot run code while it is read.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve only the allow-listed numpy globals; refuse everything else by name."""
+        target = _NUMPY_GLOBALS.get((module, name))
+        if target is None:
+            raise RefusedPickleGlobal(
+                f"refused pickle global {module}.{name}: CIFAR files may only use builtin containers "
+                f"and numpy array reconstruction ({', '.join(sorted({f'{m}.{n}' for m, n in _NUMPY_GLOBALS}))})"
+            )
+        return _numpy_attr(*target)
+
+
+def restricted_loads(blob: bytes) -> Any:
+    """Unpickle ``blob`` like ``pickle.loads(blob, encoding="bytes")`` through :class:`CifarUnpickler`."""
+    import io
+
+    return CifarUnpickler(io.BytesIO(blob), encoding="bytes").load()
+
+
 def _unpickle(blob: bytes, what: str) -> dict:
     try:
-        return pickle.loads(blob, encoding="bytes")
+        d = restricted_loads(blob)
+    except RefusedPickleGlobal as exc:
+        raise ValueError(f"unsafe pickle {what}: {exc}") from exc
     except Exception as exc:  # pickle raises many types on corrupt input
         raise ValueError(f"cannot unpickle {what}: {exc}") from exc
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is not a CIFAR batch: unpickled a {type(d).__name__}, expected a dict")
+    return d
 
 
 def _cifar_members(root: Path, folder: str, archive: str, names: Sequence[str]) -> dict[str, dict]:
