@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def build_meta(model: Classifier, meta: dict[str, Any]) -> dict[str, Any]:
     clash = [k for k in RESERVED_KEYS if k in meta and meta[k] != own[k]]
     if clash:
         raise ArtifactError(f"meta keys {clash} are set by save_artifact from the model; do not pass other values")
-    merged = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")} | dict(meta) | own
+    merged = dict(meta) | own  # no creation time: the same training gives the same bytes
     json.dumps(merged)  # non-JSON values raise here, before anything is written
     return merged
 

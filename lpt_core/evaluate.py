@@ -8,24 +8,31 @@ backbone's own data config (resize to S * 256 / 224, centre crop S), no per-imag
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lpt_core.version import code_version
-from lpt_core.data.store import array_hash, check_images
+from lpt_core.data.store import check_images
 from lpt_core.data.transforms import BatchPreprocessor
-from lpt_core.fsutil import atomic_file
 from lpt_core.metrics import classification_metrics
+from lpt_core.results import (  # noqa: F401  (re-exported: the result-file API)
+    RESULT_SCHEMA,
+    EvalResult,
+    clean_shift_meta,
+    model_block,
+    shift_block,
+)
 
-RESULT_SCHEMA = "lpt-result/1"
+if TYPE_CHECKING:  # the numpy/scipy monitoring package is imported on first use of predict_outputs
+    from lpt_core.monitoring.outputs import ModelOutputs
+
 DEFAULT_LOGIT_SCALE = 20.0  # s of every loss on cosine logits (lpt_core.losses)
 
 
@@ -50,89 +57,157 @@ def predict(
     as_numpy: bool = True,
 ) -> np.ndarray | torch.Tensor:
     """Logits (N, C) float32 of ``model`` (in inference mode) for uint8 (N, H, W, 3) images."""
+    (outs,) = _run_batches(model, images_uint8, lambda x: (model(x),), batch_size=batch_size, device=device, amp=amp)
+    logits = torch.cat(outs) if outs else torch.zeros((0, int(getattr(model, "num_classes", 0))))
+    return logits.numpy() if as_numpy else logits
+
+
+def predict_outputs(
+    model: nn.Module,
+    images_uint8: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    amp: str = "auto",
+) -> ModelOutputs:
+    """Logits and, for LPT in phase 2, the selected group prompts and their key cosines, in the
+    same forward pass as :func:`predict` (logits identical to it); other methods give None."""
+    from lpt_core.monitoring.outputs import ModelOutputs
+
+    if len(images_uint8) == 0:
+        raise ValueError("predict_outputs needs at least one image, got an empty array")
+    forward = getattr(model, "forward_with_selection", None)
+
+    def step(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, selection = forward(x) if forward is not None else (model(x), None)
+        if selection is None:
+            return (logits,)
+        return logits, selection.indices, selection.similarity
+
+    cols = _run_batches(model, images_uint8, step, batch_size=batch_size, device=device, amp=amp)
+    logits = torch.cat(cols[0]).numpy()
+    if len(cols) == 1:
+        return ModelOutputs(logits)
+    return ModelOutputs(logits, torch.cat(cols[1]).numpy(), torch.cat(cols[2]).numpy())
+
+
+def _run_batches(
+    model: nn.Module,
+    images_uint8: np.ndarray,
+    step: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    *,
+    batch_size: int,
+    device: str | torch.device,
+    amp: str,
+) -> list[list[torch.Tensor]]:
+    """``step`` on each preprocessed batch in inference mode; per output, its CPU chunks (floats as float32)."""
     check_images(np.asarray(images_uint8[:1]) if len(images_uint8) else np.zeros((0, 1, 1, 3), np.uint8), "images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pre = BatchPreprocessor.from_data_config(model.data_config(), train=False)
     was_training = model.training
     model.eval()
-    outs = []
+    cols: list[list[torch.Tensor]] = [[]]
     pin = torch.device(device).type == "cuda"
     try:
         with torch.inference_mode(), autocast(device, amp):
             for start in range(0, len(images_uint8), batch_size):
                 chunk = torch.from_numpy(np.array(images_uint8[start : start + batch_size], order="C"))  # writable copy
                 chunk = chunk.pin_memory() if pin else chunk
-                outs.append(model(pre(chunk.to(device, non_blocking=True))).float().cpu())
+                outs = step(pre(chunk.to(device, non_blocking=True)))
+                cols += [[] for _ in range(len(outs) - len(cols))]
+                for col, out in zip(cols, outs, strict=True):  # every batch gives the same outputs
+                    col.append((out.float() if out.is_floating_point() else out).cpu())
     finally:
         model.train(was_training)
-    logits = torch.cat(outs) if outs else torch.zeros((0, int(getattr(model, "num_classes", 0))))
-    return logits.numpy() if as_numpy else logits
+    return cols
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How every evaluation runs (the pipeline, ``lpt evaluate`` and the nightly job share it).
+
+    ``device`` "auto" picks CUDA when present; ``amp`` "auto" is bf16 autocast on CUDA and fp32
+    elsewhere ("off": fp32 everywhere, as the released evaluation); ``few_includes_20`` None takes
+    the artifact's shot-group rule (its meta ``shot_groups``; the common few < 20 when absent).
+    """
+
+    device: str = "auto"
+    amp: str = "auto"
+    batch_size: int = 256
+    few_includes_20: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"evaluation amp={self.amp!r}; expected 'auto', 'bf16' or 'off'")
+        if self.batch_size < 1:
+            raise ValueError(f"evaluation batch_size must be >= 1, got {self.batch_size}")
+
+    def resolved_device(self) -> str:
+        """The concrete torch device ("cuda" when auto and available, else "cpu")."""
+        from lpt_core.distributed import resolve_device
+
+        return resolve_device(self.device)
 
 
 @dataclass
-class EvalResult:
-    """One (model, shift set) evaluation in the result-file schema."""
+class LoadedArtifact:
+    """An artifact loaded for evaluation: the model on its device and what each result needs."""
 
-    model: dict[str, Any]
-    shift: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    per_class: dict[str, Any]
-    eval_seconds: float
-    images_per_second: float
+    path: Path
+    model: nn.Module
+    meta: dict[str, Any]
+    info: dict[str, Any]  # the result's "model" block
+    class_counts: np.ndarray
+    logit_scale: float
+    few_includes_20: bool
     device: str
-    code_version: str = field(default_factory=lambda: code_version())
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result file's JSON object."""
-        return {
-            "schema": RESULT_SCHEMA, "model": self.model, "shift": self.shift, "metrics": self.metrics,
-            "per_class": self.per_class, "eval_seconds": self.eval_seconds,
-            "images_per_second": self.images_per_second, "device": self.device,
-            "code_version": self.code_version, "created_at": self.created_at,
-        }
-
-    def to_json(self) -> str:
-        """The result file's text (indented JSON)."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    def write(self, path: str | Path) -> Path:
-        """Write the result file atomically (temp file + rename); returns the path."""
-        path = Path(path)
-        with atomic_file(path) as tmp:
-            tmp.write_text(self.to_json())
-        return path
-
-    def metric(self, name: str, group: str = "overall") -> float:
-        """The value of metric ``name`` for ``group``; raises if absent."""
-        for row in self.metrics:
-            if row["name"] == name and row["group"] == group:
-                return float(row["value"])
-        raise KeyError(f"no metric {name!r} for group {group!r} in this result")
 
 
-def clean_shift_meta(images: np.ndarray, labels: np.ndarray, *, shift_id: str, dataset: str) -> dict[str, Any]:
-    """The "shift" block for an unshifted split (kind clean, corruption none, severity 0)."""
-    return {
-        "id": shift_id, "kind": "clean", "dataset": dataset, "corruption": "none", "severity": 0,
-        "size": int(len(labels)), "content_hash": array_hash(images, labels), "dvc_hash": None,
-    }
+def load_for_evaluation(
+    artifact_dir: str | Path, cfg: EvalConfig | None = None, *, backbone: nn.Module | None = None,
+    backbone_weights: str | Path | None = None, model_name: str | None = None,
+) -> LoadedArtifact:  # fmt: skip
+    """Verify and load an artifact once, for any number of :func:`evaluate_loaded` calls."""
+    from lpt_core.artifacts import artifact_sha256, load_artifact
+
+    cfg = cfg or EvalConfig()
+    path = Path(artifact_dir)
+    device = cfg.resolved_device()
+    sha = artifact_sha256(path)
+    model, meta = load_artifact(path, backbone=backbone, backbone_weights=backbone_weights, device=device)
+    rule = cfg.few_includes_20
+    if rule is None:
+        rule = bool((meta.get("shot_groups") or {}).get("few_includes_20", False))
+    return LoadedArtifact(
+        path=path, model=model, meta=meta, info=model_block(meta, path, sha, model_name),
+        class_counts=np.asarray(meta["class_counts"], dtype=np.int64),
+        logit_scale=float(meta.get("logit_scale", DEFAULT_LOGIT_SCALE)), few_includes_20=rule, device=device,
+    )
 
 
-def _shift_block(shift_meta: dict[str, Any] | None, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    if shift_meta is None:
-        return clean_shift_meta(images, labels, shift_id="unnamed-clean", dataset="unknown")
-    keys = ("id", "kind", "dataset", "corruption", "severity", "size", "content_hash")
-    missing = [k for k in keys if k not in shift_meta]
-    if missing:
-        raise ValueError(f"shift metadata lacks {missing}; got keys {sorted(shift_meta)}")
-    if int(shift_meta["size"]) != len(labels):
-        raise ValueError(f"shift {shift_meta['id']!r} declares size {shift_meta['size']}, got {len(labels)} images")
-    block = {k: shift_meta[k] for k in keys}
-    block["severity"] = int(block["severity"])
-    block["dvc_hash"] = shift_meta.get("dvc_hash")
-    return block
+def evaluate_loaded(
+    loaded: LoadedArtifact, images: np.ndarray, labels: np.ndarray, cfg: EvalConfig | None = None, *,
+    shift_meta: dict[str, Any] | None = None, seed: int = 0,
+) -> EvalResult:  # fmt: skip
+    """Evaluate a loaded artifact on uint8 ``images`` with ``labels``; see :func:`evaluate_arrays`."""
+    cfg = cfg or EvalConfig()
+    return evaluate_arrays(
+        loaded.model, images, labels, loaded.class_counts, cfg=replace(cfg, device=loaded.device),
+        model_info=loaded.info, shift_meta=shift_meta, logit_scale=loaded.logit_scale,
+        few_includes_20=loaded.few_includes_20, seed=seed,
+    )
+
+
+def evaluate_artifact(
+    artifact_dir: str | Path, images: np.ndarray, labels: np.ndarray, cfg: EvalConfig | None = None, *,
+    backbone: nn.Module | None = None, backbone_weights: str | Path | None = None,
+    shift_meta: dict[str, Any] | None = None, model_name: str | None = None,
+) -> EvalResult:  # fmt: skip
+    """Load an artifact (``lpt_core.artifacts``) and evaluate it; the model block comes from its meta."""
+    loaded = load_for_evaluation(artifact_dir, cfg, backbone=backbone, backbone_weights=backbone_weights,
+                                 model_name=model_name)  # fmt: skip
+    return evaluate_loaded(loaded, images, labels, cfg, shift_meta=shift_meta)
 
 
 def evaluate_arrays(
@@ -141,9 +216,7 @@ def evaluate_arrays(
     labels: np.ndarray,
     class_counts: np.ndarray,
     *,
-    batch_size: int = 256,
-    device: str = "cpu",
-    amp: str = "auto",
+    cfg: EvalConfig | None = None,
     model_info: dict[str, Any] | None = None,
     shift_meta: dict[str, Any] | None = None,
     logit_scale: float = DEFAULT_LOGIT_SCALE,
@@ -152,73 +225,32 @@ def evaluate_arrays(
 ) -> EvalResult:
     """Predict ``images`` and compute every metric of the result file.
 
-    ``model_info`` is the result's "model" block (see :func:`evaluate_artifact`), ``shift_meta``
-    a shift batch's ``batch.json`` (default: a clean, unnamed split).
+    ``model_info`` is the result's "model" block (see :func:`load_for_evaluation`), ``shift_meta``
+    a shift batch's ``batch.json`` (default: a clean, unnamed split). The result's ``run`` holds
+    the timing and device.
     """
+    cfg = cfg or EvalConfig()
+    device = cfg.resolved_device()
     labels = np.asarray(labels, dtype=np.int64)
     check_images(np.asarray(images[:1]), "images")
     if len(images) != len(labels) or len(labels) == 0:
         raise ValueError(f"need as many labels as images (> 0): {len(images)} images, {len(labels)} labels")
-    shift = _shift_block(shift_meta, images, labels)
+    shift = shift_block(shift_meta, images, labels)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    logits = predict(model, images, batch_size=batch_size, device=device, amp=amp)
+    logits = predict(model, images, batch_size=cfg.batch_size, device=device, amp=cfg.amp)
     seconds = time.perf_counter() - t0
     scores = classification_metrics(
         logits, labels, class_counts, logit_scale=logit_scale, few_includes_20=few_includes_20, seed=seed
     )
-    return EvalResult(
-        model=dict(model_info or {}), shift=shift, metrics=scores["metrics"], per_class=scores["per_class"],
-        eval_seconds=seconds, images_per_second=len(labels) / seconds if seconds > 0 else 0.0,
-        device=_device_name(device),
-    )
+    run = {"eval_seconds": seconds, "images_per_second": len(labels) / seconds if seconds > 0 else 0.0,
+           "device": _device_name(device), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return EvalResult(model=dict(model_info or {}), shift=shift, metrics=scores["metrics"],
+                      per_class=scores["per_class"], run=run)  # fmt: skip
 
 
 def _device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device
-
-
-def evaluate_artifact(
-    artifact_dir: str | Path,
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    device: str = "cpu",
-    batch_size: int = 256,
-    backbone_weights: str | Path | None = None,
-    shift_meta: dict[str, Any] | None = None,
-    model_name: str | None = None,
-    amp: str = "auto",
-) -> EvalResult:
-    """Load an artifact (``lpt_core.artifacts``) and evaluate it; the model block comes from its meta."""
-    from lpt_core.artifacts import artifact_sha256, load_artifact
-
-    artifact_dir = Path(artifact_dir)
-    model, meta = load_artifact(artifact_dir, backbone_weights=backbone_weights, device=device)
-    counts = np.asarray(meta["class_counts"], dtype=np.int64)
-    info = model_block(meta, artifact_dir, artifact_sha256(artifact_dir), model_name)
-    scale = float(meta.get("logit_scale", DEFAULT_LOGIT_SCALE))
-    return evaluate_arrays(
-        model, images, labels, counts, batch_size=batch_size, device=device, amp=amp, model_info=info,
-        shift_meta=shift_meta, logit_scale=scale,
-    )
-
-
-def model_block(meta: dict[str, Any], artifact_dir: Path, sha256: str, name: str | None) -> dict[str, Any]:
-    """The result file's "model" block from an artifact's meta.json."""
-    backbone = meta.get("backbone", {})
-    counts = meta.get("param_counts", {})
-    return {
-        "name": name or meta.get("name") or artifact_dir.name,
-        "method": meta["method"],
-        "artifact": str(artifact_dir),
-        "artifact_sha256": sha256,
-        "backbone": backbone.get("name", "unknown") if isinstance(backbone, dict) else str(backbone),
-        "backbone_fingerprint": backbone.get("fingerprint", "") if isinstance(backbone, dict) else "",
-        "trainable_params": int(counts.get("trainable", 0)),
-        "stored_params": int(counts.get("stored", 0)),
-        "data_version": str(meta.get("data_version", "unknown")),
-    }

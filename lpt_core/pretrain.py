@@ -15,9 +15,7 @@ The result is a timm-loadable state dict (``model.safetensors``, no classifier h
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import platform
 import time
 from dataclasses import dataclass
@@ -27,15 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from lpt_core.data.sources import FASHION_MNIST_CLASSES, read_idx
-from lpt_core.fsutil import atomic_dir
+from lpt_core.data.transforms import BatchPreprocessor
+from lpt_core.models.folder import META_FILE, WEIGHTS_FILE, load_backbone, save_backbone  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "backbone.json"
 
 
 @dataclass(frozen=True)
@@ -102,41 +100,18 @@ def load_base_split(root: str | Path, split: str, class_names: tuple[str, ...]) 
     return np.ascontiguousarray(images[keep]), remap[labels[keep]]
 
 
-def _to_float3(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,H,W) or (B,H,W,3) -> float (B,3,H,W) in [0, 1]."""
-    x = x.float().div_(255.0)
-    return x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+def as_rgb(x: torch.Tensor) -> torch.Tensor:
+    """uint8 grayscale (B, H, W) -> (B, H, W, 3), the project's image convention (RGB stays)."""
+    return x.unsqueeze(-1).expand(-1, -1, -1, 3) if x.ndim == 3 else x
 
 
-def augment_batch(
-    x: torch.Tensor, size: int, generator: torch.Generator, scale: tuple[float, float], hflip: bool
-) -> torch.Tensor:
-    """Batched RandomResizedCrop(size, scale) + horizontal flip, normalised with mean = std = 0.5."""
-    b = x.shape[0]
-    img = _to_float3(x)
-    u = torch.rand(b, 4, generator=generator).to(x.device)  # CPU generator: same draws on every device
-    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
-    log_r = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1]
-    w = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)
-    h = torch.sqrt(area / torch.exp(log_r)).clamp(max=1.0)
-    tx, ty = (1 - w) * (2 * u[:, 2] - 1), (1 - h) * (2 * u[:, 3] - 1)
-    flip = torch.ones(b, device=x.device)
-    if hflip:
-        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).to(x.device)
-    theta = torch.zeros(b, 2, 3, device=x.device)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, tx, h, ty
-    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return (out - 0.5) / 0.5
-
-
-def eval_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to size*256/224 then centre-crop ``size`` (the evaluation transform), normalised."""
-    img = _to_float3(x)
-    big = int(size * 256 / 224)
-    img = F.interpolate(img, size=(big, big), mode="bilinear", align_corners=False, antialias=True)
-    top = (big - size) // 2
-    return (img[:, :, top : top + size, top : top + size] - 0.5) / 0.5
+def preprocessors(cfg: PretrainConfig, generator: torch.Generator) -> tuple[BatchPreprocessor, BatchPreprocessor]:
+    """(train, eval) preprocessing of the backbone's data config: the same batched RandomResizedCrop
+    (with the section's crop scale and flip) and resize + centre crop as every method's training."""
+    mean = std = (0.5, 0.5, 0.5)
+    train = BatchPreprocessor(cfg.img_size, mean, std, True, generator, scale=tuple(cfg.crop_scale),
+                              hflip=cfg.hflip)  # fmt: skip
+    return train, BatchPreprocessor(cfg.img_size, mean, std, False)
 
 
 def build_model(cfg: PretrainConfig, num_classes: int) -> torch.nn.Module:
@@ -145,14 +120,6 @@ def build_model(cfg: PretrainConfig, num_classes: int) -> torch.nn.Module:
 
     kwargs = backbone_kwargs(cfg) | {"num_classes": num_classes}
     return timm.create_model(cfg.model_name, pretrained=False, **kwargs)
-
-
-def _lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up then cosine decay to zero, per optimiser step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def train_backbone(
@@ -171,7 +138,11 @@ def train_backbone(
     steps_per_epoch = len(labels) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(labels)} training images")
-    total, step, history = cfg.epochs * steps_per_epoch, 0, []
+    # timm's cosine schedule per optimiser step (the trainer's, lpt_core.train), warm-up from 0
+    scheduler = CosineLRScheduler(opt, t_initial=cfg.epochs * steps_per_epoch, lr_min=0.0,
+                                  warmup_t=cfg.warmup_steps, warmup_lr_init=0.0, t_in_epochs=False)  # fmt: skip
+    augment, _ = preprocessors(cfg, gen)
+    step, history = 0, []
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(labels), generator=gen)
@@ -179,10 +150,8 @@ def train_backbone(
         bar = tqdm(range(steps_per_epoch), desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = augment_batch(x_all[idx].to(device), cfg.img_size, gen, cfg.crop_scale, cfg.hflip)
+            x = augment(as_rgb(x_all[idx]).to(device))
             y = y_all[idx].to(device)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, cfg)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -190,6 +159,7 @@ def train_backbone(
             loss.backward()
             opt.step()
             step += 1
+            scheduler.step_update(step)
             loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -206,8 +176,9 @@ def evaluate_accuracy(
     """Top-1 accuracy of ``model`` on (images, labels) with the evaluation transform."""
     model.eval()
     correct = 0
+    pre = BatchPreprocessor(size, (0.5,) * 3, (0.5,) * 3, False)
     for i in range(0, len(labels), batch_size):
-        x = eval_batch(torch.from_numpy(images[i : i + batch_size]).to(device), size)
+        x = pre(as_rgb(torch.from_numpy(images[i : i + batch_size])).to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             pred = model(x).argmax(1).cpu()
         correct += int((pred == torch.from_numpy(labels[i : i + batch_size])).sum())
@@ -226,33 +197,6 @@ def state_fingerprint(model_name: str, kwargs: dict[str, Any], state: dict[str, 
 def headless_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's state dict without the classifier head (what the frozen backbone loads)."""
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("head.")}
-
-
-def save_backbone(out_dir: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write ``model.safetensors`` + ``backbone.json`` into ``out_dir`` atomically; returns ``out_dir``."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return out_dir
-
-
-def load_backbone(out_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the frozen headless backbone from ``out_dir`` through timm; checks the fingerprint."""
-    from lpt_core.models.backbone import backbone_fingerprint, create_backbone
-
-    out_dir = Path(out_dir)
-    meta_path, weights = out_dir / META_FILE, out_dir / WEIGHTS_FILE
-    if not meta_path.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{out_dir} holds no backbone ({META_FILE} + {WEIGHTS_FILE}); run the pretrain stage")
-    meta = json.loads(meta_path.read_text())
-    model = create_backbone(meta["timm_name"], weights=weights, **meta["timm_kwargs"])
-    found = backbone_fingerprint(model)
-    if found != meta["fingerprint"]:
-        raise ValueError(f"backbone in {out_dir} has fingerprint {found}, its {META_FILE} says {meta['fingerprint']}")
-    return model, meta
 
 
 def _subsample(images: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

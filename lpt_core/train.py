@@ -3,14 +3,19 @@ Tuning for Image Classification", ICLR 2023).
 
 Per step with dual sampling: loss = L_cb + match_cb + alpha_e * (L_ib + match_ib), with
 alpha_e = 0.5 * (E - e) / E (e = 0-based epoch); the match terms appear only when the model
-returns them (LPT phase 2). SGD with momentum, lr scaled by batch / 256, timm's
-``CosineLRScheduler`` with one warm-up epoch from 1e-6, stepped per epoch; floor(N / B) + 1 steps
-per epoch. Only ``model.trainable_names()`` reach the optimiser.
+returns them (LPT phase 2). SGD with momentum at ``lr_per_256 * batch / 256``, timm's
+``CosineLRScheduler`` with one warm-up epoch from 1e-6, stepped per epoch as the released code
+does (``schedule: epoch``) or per optimiser step (``schedule: step``: the warm-up ramps within its
+epoch instead of spending it at 1e-6); floor(N / B) + 1 steps per epoch. Only
+``model.trainable_names()`` reach the optimiser.
 
 Reproducibility: the index stream is a seeded sampler saved in the checkpoint; every other random
 stream (crops and flips, loss noise, dropout) is re-seeded at each epoch from (seed, epoch, rank),
-so a run killed after an epoch and resumed from its checkpoint continues bit for bit. The model
-is selected on the held-out validation split (never the test split) or is the last epoch.
+so a run killed after an epoch and resumed from its checkpoint continues bit for bit. Checkpoints
+live in a folder named by the run's key (:func:`run_key`: the phase, its config, the model's
+starting tensors, the backbone, the data and the training code), so a run resumes only its own
+checkpoint; a changed recipe starts fresh and says so. The model is selected on the held-out
+validation split (never the test split) or is the last epoch.
 """
 
 from __future__ import annotations
@@ -35,7 +40,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from lpt_core import distributed as D
-from lpt_core.checkpoints import BEST, CHECKPOINT, load_checkpoint, load_named, save_checkpoint, to_torch
+from lpt_core.checkpoints import (
+    BEST,
+    CHECKPOINT,
+    load_checkpoint,
+    load_named,
+    run_folder,
+    run_identity,
+    run_key,
+    save_checkpoint,
+    to_torch,
+)
 from lpt_core.config import to_dict
 from lpt_core.data.samplers import DualSampler, shard, steps_per_epoch
 from lpt_core.data.store import ArraySplit, PreparedDataset
@@ -49,16 +64,17 @@ AGCL_DEFAULTS = {"cb": {"gamma_pos": 0.0, "gamma_neg": 4.0}, "ib": {"gamma_pos":
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training phase (params.yaml ``train`` keys); ``lr`` is per 256 images."""
+    """One training phase (params.yaml ``train`` keys); the step size is ``lr_per_256 * batch / 256``."""
 
     epochs: int = 10
     batch_size: int = 256
-    lr: float = 0.02
+    lr_per_256: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 0.01
     warmup_epochs: int = 1
     warmup_lr: float = 1e-6
     min_lr: float = 0.0
+    schedule: str = "epoch"  # "epoch" (released: the lr changes once per epoch) | "step"
     sampling: str = "dual"  # "dual" (class-balanced + instance-balanced) | "instance"
     per_class: int = 4
     loss: str = "agcl"  # a lpt_core.losses.LOSSES name
@@ -82,6 +98,7 @@ class TrainConfig:
             "sampling": (self.sampling, ("dual", "instance")),
             "amp": (self.amp, ("auto", "bf16", "off")),
             "select": (self.select, ("val", "last")),
+            "schedule": (self.schedule, ("epoch", "step")),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:
@@ -89,8 +106,8 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "per_class", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0 or self.warmup_epochs < 0 or self.val_every < 0 or self.num_workers < 0:
-            raise ValueError("train.lr must be > 0 and warmup_epochs, val_every, num_workers >= 0")
+        if self.lr_per_256 <= 0 or self.warmup_epochs < 0 or self.val_every < 0 or self.num_workers < 0:
+            raise ValueError("train.lr_per_256 must be > 0 and warmup_epochs, val_every, num_workers >= 0")
         if self.select == "val" and self.val_every == 0:
             raise ValueError("train.select='val' needs val_every >= 1")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -102,6 +119,11 @@ class TrainConfig:
         if own is None:
             own = AGCL_DEFAULTS[stream] if self.loss == "agcl" else {}
         return {**self.loss_kwargs, **own}
+
+
+def effective_lr(cfg: TrainConfig) -> float:
+    """The SGD step size of ``cfg``: ``lr_per_256 * batch_size / 256`` (the linear scaling rule)."""
+    return cfg.lr_per_256 * cfg.batch_size / 256.0
 
 
 @dataclass
@@ -162,12 +184,14 @@ class _Trainer:
         params = dict(model.named_parameters())
         decay = [params[n] for n in self.names if params[n].ndim > 1]
         no_decay = [params[n] for n in self.names if params[n].ndim <= 1]
-        lr = cfg.lr * cfg.batch_size / 256.0
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=cfg.momentum)
+        self.optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=effective_lr(cfg),
+                                         momentum=cfg.momentum)
+        self.steps = min(steps_per_epoch(len(data.train), cfg.batch_size), cfg.max_steps_per_epoch or 1 << 62)
+        unit = self.steps if cfg.schedule == "step" else 1  # scheduler time steps per epoch
         self.scheduler = CosineLRScheduler(
-            self.optimizer, t_initial=cfg.epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
-            warmup_lr_init=cfg.warmup_lr, t_in_epochs=True,
+            self.optimizer, t_initial=cfg.epochs * unit, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs * unit,
+            warmup_lr_init=cfg.warmup_lr, t_in_epochs=cfg.schedule == "epoch",
         )
         self.sampler = DualSampler(data.train.labels, cfg.batch_size, cfg.seed, cfg.per_class)
         self.streams = ("cb", "ib") if cfg.sampling == "dual" else ("ib",)
@@ -199,9 +223,9 @@ class _Trainer:
 
     def restore(self, ckpt: dict[str, Any], phase: str) -> None:
         if ckpt.get("phase") != phase or _result_config(ckpt.get("config")) != _result_config(to_dict(self.cfg)):
-            raise ValueError(
+            raise ValueError(  # cannot happen through fit(), whose folder is keyed by phase and config
                 f"checkpoint was written for phase {ckpt.get('phase')!r} with config {ckpt.get('config')}; "
-                f"this run is phase {phase!r} with {to_dict(self.cfg)}: use another out_dir or resume=False"
+                f"this run is phase {phase!r} with {to_dict(self.cfg)}"
             )
         load_named(self.model, ckpt["trainable"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -210,16 +234,15 @@ class _Trainer:
         self.start_epoch, self.history = int(ckpt["epoch"]), list(ckpt["history"])
         self.best_epoch, self.best_top1 = int(ckpt["best_epoch"]), float(ckpt["best_top1"])
         self.scheduler.step(self.start_epoch)
+        self.scheduler.step_update(self.start_epoch * self.steps)
 
     # ----- one epoch -----------------------------------------------------------------------
     def plan(self, epoch: int) -> list[list[tuple[np.ndarray, Any]]]:
         """Every step's per-stream (local indices, local crop params), drawn up front."""
         cfg, ctx, imgs = self.cfg, self.ctx, self.data.train.images
         self.aug_gen.manual_seed(_seed(cfg.seed, epoch, 1))
-        steps = steps_per_epoch(len(self.data.train), cfg.batch_size)
-        steps = min(steps, cfg.max_steps_per_epoch or steps)
         plan = []
-        for _ in range(steps):
+        for _ in range(self.steps):
             cb, ib = self.sampler.next_batch()
             batches = {"cb": cb, "ib": ib}
             step = []
@@ -240,8 +263,9 @@ class _Trainer:
         self.model.train()
         total, t0 = 0.0, time.perf_counter()
         bar = tqdm(plan, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main))
-        for batches in _prefetch(lambda step: _fetch(self.data.train, step), bar, cfg.num_workers):
+        for i, batches in enumerate(_prefetch(lambda step: _fetch(self.data.train, step), bar, cfg.num_workers)):
             total += self.step(batches, weights)
+            self.scheduler.step_update(epoch * self.steps + i + 1)  # a no-op with schedule: epoch
         bar.close()
         seconds = time.perf_counter() - t0
         sums = D.all_reduce_sums({"loss": total}, ctx)
@@ -264,7 +288,7 @@ class _Trainer:
                 term = term + out.match_loss.float()
             loss = loss + w * term
         if not torch.isfinite(loss):
-            raise RuntimeError(f"training loss became {loss.item()}; lower train.lr or check the data")
+            raise RuntimeError(f"training loss became {loss.item()}; lower train.lr_per_256 or check the data")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -320,9 +344,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` (a ``Classifier``) in ``phase`` on ``data.train``; select on ``data.val``.
 
-    ``out_dir`` receives ``checkpoint.pt`` after every epoch (atomic) and ``best.pt``; with
-    ``resume`` an existing checkpoint of the same phase and config is continued. ``on_epoch_end``
-    is called with (epoch, record) after each checkpoint. Returns a :class:`FitResult`; the model
+    The run's checkpoints go to ``out_dir/<phase>-<key>/`` (``checkpoint.pt`` after every epoch,
+    atomic, and ``best.pt``), where the key identifies the run (:func:`lpt_core.checkpoints.run_key`);
+    with ``resume`` this run's own checkpoint is continued (a finished one is just reloaded), and
+    checkpoints of any other run of this phase are removed with a log line. ``on_epoch_end`` is
+    called with (epoch, record) after each checkpoint. Returns a :class:`FitResult`; the model
     then holds the selected trainable tensors.
     """
     ctx = dist or D.single_process(device)
@@ -330,12 +356,16 @@ def fit(
         model.set_phase(phase)
     phase = getattr(model, "phase", "train")
     if cfg.select == "val" and len(data.val) == 0:
-        raise ValueError("train.select='val' but the prepared dataset has an empty validation split")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume and ctx.is_main:
-        for name in (CHECKPOINT, BEST):
-            (out / name).unlink(missing_ok=True)
+        raise ValueError("train.select='val' but the prepared dataset has an empty validation split; "
+                         "use select: last")
+    identity = run_identity(model, data, _result_config(to_dict(cfg)), phase, ctx.world_size)
+    key = run_key(model, identity)
+    out = Path(out_dir) / f"{phase}-{key[:16]}"
+    if ctx.is_main:
+        run_folder(out_dir, phase, key, identity)
+        if not resume:
+            for name in (CHECKPOINT, BEST):
+                (out / name).unlink(missing_ok=True)
     D.barrier(ctx)
     model.to(ctx.device)
     t0 = time.perf_counter()
@@ -343,7 +373,10 @@ def fit(
         trainer = _Trainer(model, data, cfg, ctx)
         if resume and (out / CHECKPOINT).is_file():
             trainer.restore(load_checkpoint(out / CHECKPOINT), phase)
-            log.info("resuming %s from epoch %d (%s)", phase, trainer.start_epoch, out / CHECKPOINT)
+            log.info("resuming %s from epoch %d of %d (%s)", phase, trainer.start_epoch, cfg.epochs, out / CHECKPOINT)
+        else:
+            log.info("%s: training from scratch, lr %g per 256 images = %g at batch %d (%s schedule), "
+                     "checkpoints in %s", phase, cfg.lr_per_256, effective_lr(cfg), cfg.batch_size, cfg.schedule, out)
         for epoch in range(trainer.start_epoch, cfg.epochs):
             _epoch(trainer, epoch, phase, out, on_epoch_end)
     return _finish(trainer, out, time.perf_counter() - t0)

@@ -1,26 +1,22 @@
 """The code version every result carries: one definition for the pipeline and the nightly job.
 
 Results are comparable (and the nightly job skips a (model, batch) pair) only when they were made
-by the same code, so both writers must spell the version the same way. Imports no torch.
+by the same code, so both writers must spell the version the same way. The version is the package
+version plus a hash of the source files the evaluation path runs (:mod:`lpt_core.deps`), not a
+git commit: a commit that only touches documentation, the service or the dashboard changes no
+result, and a fresh clone computes the same version, so the pipeline's outputs are the same bytes
+on every clone of the same code. Imports no torch.
 """
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import lpt_core
+from lpt_core.deps import source_hash
+
+#: the modules that compute a result from an artifact and images
+EVALUATION_MODULES = ("lpt_core.evaluate", "lpt_core.artifacts")
 
 
 def code_version() -> str:
-    """``lpt_core.__version__`` plus ``+g<12-char commit>`` when the package is a git checkout."""
-    root = Path(lpt_core.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return lpt_core.__version__
-    commit = out.stdout.strip()
-    return f"{lpt_core.__version__}+g{commit}" if commit else lpt_core.__version__
+    """``lpt_core.__version__`` plus ``+src.<12 hex>`` of the evaluation path's source files."""
+    return f"{lpt_core.__version__}+src.{source_hash(EVALUATION_MODULES)[:12]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -18,8 +19,10 @@ _CORE_MODULES = (
     "lpt_core.cli.info",
     "lpt_core.cli.data",
     "lpt_core.cli.train",
+    "lpt_core.cli.evaluate",
     "lpt_core.cli.pipeline",
     "lpt_core.cli.bench",
+    "lpt_core.cli.imports",
 )
 
 
@@ -53,10 +56,14 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     )
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `lpt ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
         if args.verbose:
             raise
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # no repr quotes
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -276,3 +276,13 @@ def list_batches(root: str | Path) -> list[dict[str, Any]]:
 def registered_hashes(root: str | Path) -> set[str]:
     """Content hashes of the batches already stored under ``root``."""
     return {m["content_hash"] for m in list_batches(root)}
+
+
+def read_index(shifts_dir: str | Path) -> list[dict[str, Any]]:
+    """The batch.json of every set listed in ``shifts_dir/index.json`` (the pipeline's shift sets), in order."""
+    shifts_dir = Path(shifts_dir)
+    index_path = shifts_dir / "index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{index_path} missing: run the shifts stage first (dvc repro shifts)")
+    sets = json.loads(index_path.read_text(encoding="utf-8"))["sets"]
+    return [json.loads((shifts_dir / s["id"] / "batch.json").read_text(encoding="utf-8")) for s in sets]

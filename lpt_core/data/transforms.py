@@ -3,7 +3,7 @@
 Images travel as uint8 (B, H, W, 3) tensors; this module turns a whole batch into normalised
 float (B, 3, S, S) on the images' device in one call, no per-image Python:
 
-- train: RandomResizedCrop(S, scale=(0.08, 1), ratio=(3/4, 4/3)) with torchvision's box-sampling
+- train: RandomResizedCrop(S, scale=(0.08, 1) unless given, ratio=(3/4, 4/3)) with torchvision's box-sampling
   rule, evaluated for all images at once with ``torchvision.ops.roi_align`` (bilinear, with
   adaptive averaging when a box is shrunk), then a random horizontal flip;
 - eval: resize to int(S * 256 / 224) square (the spec's "resize 256 x 256"), centre crop S.
@@ -43,19 +43,23 @@ class CropParams:
         return len(self.flips)
 
 
-def sample_crop_boxes(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-    """RandomResizedCrop boxes for ``n`` images of (height, width), vectorised.
+def sample_crop_boxes(
+    n: int, height: int, width: int, generator: torch.Generator, scale: tuple[float, float] = SCALE
+) -> torch.Tensor:
+    """RandomResizedCrop boxes (area share in ``scale``) for ``n`` images of (height, width), vectorised.
 
     Follows torchvision's rule: up to 10 attempts of (area scale, log-uniform ratio) per image,
     the first that fits wins; images with no fitting attempt get the ratio-clamped centre crop.
     """
     area = float(height * width)
-    scale = torch.empty(n, _ATTEMPTS).uniform_(*SCALE, generator=generator)
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"crop scale must satisfy 0 < low <= high <= 1, got {tuple(scale)}")
+    area_share = torch.empty(n, _ATTEMPTS).uniform_(*scale, generator=generator)
     log_r = torch.empty(n, _ATTEMPTS).uniform_(math.log(RATIO[0]), math.log(RATIO[1]), generator=generator)
     u = torch.rand(n, _ATTEMPTS, 2, generator=generator)
     ratio = torch.exp(log_r)
-    w = torch.round(torch.sqrt(area * scale * ratio))
-    h = torch.round(torch.sqrt(area * scale / ratio))
+    w = torch.round(torch.sqrt(area * area_share * ratio))
+    h = torch.round(torch.sqrt(area * area_share / ratio))
     ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
     pick = first.clamp(min=0)
@@ -98,6 +102,8 @@ class BatchPreprocessor:
         train: bool,
         generator: torch.Generator | None = None,
         channels_last: bool = False,
+        scale: tuple[float, float] = SCALE,
+        hflip: bool = True,
     ) -> None:
         if int(input_size) <= 0:
             raise ValueError(f"input_size must be positive, got {input_size}")
@@ -107,6 +113,7 @@ class BatchPreprocessor:
             raise ValueError("a training BatchPreprocessor needs an explicit torch.Generator")
         self.input_size, self.train, self.generator = int(input_size), bool(train), generator
         self.channels_last = channels_last
+        self.scale, self.hflip = (float(scale[0]), float(scale[1])), bool(hflip)
         self._mean = torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1)
         self._std = torch.tensor([float(s) for s in std]).view(1, 3, 1, 1)
 
@@ -123,8 +130,10 @@ class BatchPreprocessor:
         """Random crop boxes and flips for a (global) batch of ``n`` images of (height, width)."""
         if not self.train:
             raise ValueError("sample() is only defined for a training preprocessor")
-        boxes = sample_crop_boxes(n, height, width, self.generator)
+        boxes = sample_crop_boxes(n, height, width, self.generator, self.scale)
         flips = torch.rand(n, generator=self.generator) < 0.5
+        if not self.hflip:
+            flips = torch.zeros_like(flips)
         return CropParams(boxes, flips)
 
     def __call__(self, images: torch.Tensor | np.ndarray, params: CropParams | None = None) -> torch.Tensor:

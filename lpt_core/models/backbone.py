@@ -64,7 +64,7 @@ def create_backbone(
     if weights is not None:
         model = _build_random(name, kwargs, seed)
         _load_local_weights(model, name, Path(weights))
-        source = f"file:{Path(weights).resolve()}"
+        source = f"file:{Path(weights)}"  # as given: an absolute path would differ on every clone
     elif pretrained:
         model = _build_from_hub(name, kwargs)
         source = "hub"

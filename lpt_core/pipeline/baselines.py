@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ import torch.nn.functional as F
 
 from lpt_core.data.store import load_prepared
 from lpt_core.pipeline.common import parse, section, stage_parser
-from lpt_core.pipeline.evaluate import read_index
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +69,10 @@ class PixelLogReg:
         return float(opt.step(closure))
 
 
-def _shift_block(meta: dict) -> dict:
-    keys = ("id", "kind", "dataset", "corruption", "severity", "size", "content_hash")
-    return {k: meta[k] for k in keys} | {"dvc_hash": meta.get("dvc_hash")}
-
-
 def run(cfg: BaselinesConfig, data_dir: Path, shifts_dir: Path, out: Path) -> list[Path]:
     """Fit the pixel baseline on the training split and write its result file per shift set."""
-    from lpt_core.data.batches import load_batch
-    from lpt_core.evaluate import EvalResult
+    from lpt_core.data.batches import load_batch, read_index
+    from lpt_core.results import EvalResult, shift_block
     from lpt_core.metrics import classification_metrics
 
     data = load_prepared(data_dir)
@@ -94,15 +87,12 @@ def run(cfg: BaselinesConfig, data_dir: Path, shifts_dir: Path, out: Path) -> li
     written = []
     for meta in read_index(shifts_dir):
         batch = load_batch(shifts_dir / meta["id"])
-        t0 = time.perf_counter()
         logits = model.logits(batch.images).numpy()
-        seconds = time.perf_counter() - t0
         scores = classification_metrics(logits, batch.labels, data.class_counts, logit_scale=1.0,
                                          few_includes_20=cfg.few_includes_20, seed=cfg.seed)  # fmt: skip
-        result = EvalResult(model=info, shift=_shift_block(batch.meta), metrics=scores["metrics"],
-                            per_class=scores["per_class"], eval_seconds=seconds,
-                            images_per_second=len(logits) / max(seconds, 1e-9), device="cpu")  # fmt: skip
-        written.append(result.write(out / f"{meta['id']}.json"))
+        result = EvalResult(model=info, shift=shift_block(batch.meta, batch.images, batch.labels),
+                            metrics=scores["metrics"], per_class=scores["per_class"])  # fmt: skip
+        written.append(result.write(out / f"{meta['id']}.json", with_run=False))
     log.info("pixel logistic regression: train loss %.4f, %d result files", loss, len(written))
     return written
 

@@ -33,7 +33,7 @@ def import_backbone(name: str, weights: Path, out: Path, timm_kwargs: dict, pret
     import torch
 
     from lpt_core.models import backbone_fingerprint, create_backbone
-    from lpt_core.pretrain import save_backbone
+    from lpt_core.models.folder import save_backbone
 
     model = create_backbone(name, weights=weights, **timm_kwargs)
     cfg = model.pretrained_cfg

@@ -14,7 +14,6 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +72,9 @@ def write_set(folder: Path, images: np.ndarray, labels: np.ndarray, meta: dict[s
     np.save(folder / "images.npy", images)
     np.save(folder / "labels.npy", labels.astype(np.int64))
     report.write(folder, stem="validation")
+    # No creation time: the stage's output is the same bytes for the same inputs (DVC hashes it).
     meta = {"schema": BATCH_SCHEMA, **meta, "size": int(len(labels)),
             "content_hash": batch_content_hash(images, labels),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "validation": {"success": bool(report.success), "result_path": "validation.json"}}  # fmt: skip
     (folder / "batch.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta

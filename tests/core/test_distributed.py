@@ -18,7 +18,7 @@ from lpt_core.train import TrainConfig, fit
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 # noise_mul=0 and no head dropout: the loss is a deterministic function of the global batch.
 CFG = TrainConfig(
-    epochs=1, batch_size=16, lr=0.5, max_steps_per_epoch=3, select="last", val_every=0,
+    epochs=1, batch_size=16, lr_per_256=0.5, max_steps_per_epoch=3, select="last", val_every=0,
     loss_kwargs={"noise_mul": 0.0}, progress=False,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from lpt_core.train import CHECKPOINT, TrainConfig, fit, load_checkpoint
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 
 
-CFG = TrainConfig(epochs=2, batch_size=16, lr=0.5, max_steps_per_epoch=3, eval_batch_size=64, progress=False)
+CFG = TrainConfig(epochs=2, batch_size=16, lr_per_256=0.5, max_steps_per_epoch=3, eval_batch_size=64, progress=False)
 
 
 def _model(method: str = "lpt", dropout: float = 0.1):
@@ -40,7 +41,9 @@ def test_resume_after_kill_is_exact(tiny_prepared, tmp_path) -> None:
 
     with pytest.raises(Killed):
         fit(_model(), tiny_prepared, CFG, tmp_path / "b", phase="phase1", on_epoch_end=kill)
-    assert load_checkpoint(tmp_path / "b" / CHECKPOINT)["epoch"] == 1
+    (folder,) = (tmp_path / "b").glob("phase1-*")
+    assert load_checkpoint(folder / CHECKPOINT)["epoch"] == 1
+    assert res.checkpoint.parent.name == folder.name  # same run, same key, wherever it lives
     resumed = _model()
     res_b = fit(resumed, tiny_prepared, CFG, tmp_path / "b", phase="phase1")
     a, b = _trainable(straight), _trainable(resumed)
@@ -84,7 +87,7 @@ def test_schedule_warmup_then_cosine_and_val_selection(tiny_prepared, tmp_path) 
     cfg = dataclasses.replace(CFG, epochs=3)
     res = fit(_model(), tiny_prepared, cfg, tmp_path, phase="phase1")
     lrs = [r["lr"] for r in res.history]
-    base = cfg.lr * cfg.batch_size / 256
+    base = cfg.lr_per_256 * cfg.batch_size / 256
     assert lrs[0] == pytest.approx(1e-6)
     assert lrs[1] == pytest.approx(0.5 * base * (1 + torch.cos(torch.tensor(torch.pi / 3)).item()))
     assert lrs[2] < lrs[1]
@@ -93,12 +96,68 @@ def test_schedule_warmup_then_cosine_and_val_selection(tiny_prepared, tmp_path) 
     assert all(r["images_per_second"] > 0 for r in res.history)
 
 
-def test_resume_with_other_config_refuses(tiny_prepared, tmp_path) -> None:
+def test_a_changed_recipe_starts_fresh_and_says_so(tiny_prepared, tmp_path, caplog) -> None:
+    """Resume is keyed by the run: another config never continues this checkpoint (the old
+    layout refused it, which broke `dvc repro` after a parameter edit)."""
     cfg = dataclasses.replace(CFG, epochs=1, select="last", val_every=0)
-    fit(_model(), tiny_prepared, cfg, tmp_path, phase="phase1")
-    with pytest.raises(ValueError, match="resume=False"):
-        fit(_model(), tiny_prepared, dataclasses.replace(cfg, lr=0.1), tmp_path, phase="phase1")
-    fit(_model(), tiny_prepared, dataclasses.replace(cfg, lr=0.1), tmp_path, phase="phase1", resume=False)
+    first = fit(_model(), tiny_prepared, cfg, tmp_path, phase="phase1")
+    changed = dataclasses.replace(cfg, lr_per_256=0.1)
+    with caplog.at_level("INFO"):
+        second = fit(_model(), tiny_prepared, changed, tmp_path, phase="phase1")
+    assert first.checkpoint.parent != second.checkpoint.parent
+    assert not first.checkpoint.parent.exists() and second.checkpoint.is_file()
+    assert "belongs to another run" in caplog.text and "training from scratch" in caplog.text
+    fresh = _model()
+    fit(fresh, tiny_prepared, changed, tmp_path / "elsewhere", phase="phase1")
+    again = _model()
+    with caplog.at_level("INFO"):
+        caplog.clear()
+        fit(again, tiny_prepared, changed, tmp_path, phase="phase1")  # finished: reloaded, not retrained
+    assert "resuming phase1 from epoch 1 of 1" in caplog.text
+    assert torch.equal(_trainable(fresh)["shared_prompt.tokens"], _trainable(again)["shared_prompt.tokens"])
+
+
+def test_run_key_follows_the_inputs(tiny_prepared) -> None:
+    from lpt_core.checkpoints import run_identity, run_key
+
+    def key(model, cfg=CFG, data=tiny_prepared):
+        return run_key(model, run_identity(model, data, dataclasses.asdict(cfg), "phase1", 1))
+
+    base = key(_model())
+    assert key(_model()) == base
+    assert key(_model(dropout=0.2)) != base  # method config
+    assert key(_model(), cfg=dataclasses.replace(CFG, epochs=3)) != base
+    other = _model()
+    with torch.no_grad():
+        other.head.weight.add_(1e-3)  # another starting point (e.g. another phase-1 result)
+    assert key(other) != base
+    from tiny_data import make_tiny_prepared
+
+    assert key(_model(), data=make_tiny_prepared(seed=1)) != base
+
+
+def test_step_schedule_ramps_within_the_warmup_epoch(tiny_prepared, tmp_path) -> None:
+    cfg = dataclasses.replace(CFG, epochs=2, schedule="step", select="last", val_every=0)
+    model = _model()
+    from lpt_core import train as T
+
+    lrs = []
+    original = T._Trainer.step
+
+    def spy(self, batches, weights):
+        lrs.append(self.optimizer.param_groups[0]["lr"])
+        return original(self, batches, weights)
+
+    T._Trainer.step = spy
+    try:
+        fit(model, tiny_prepared, cfg, tmp_path, phase="phase1")
+    finally:
+        T._Trainer.step = original
+    peak = cfg.lr_per_256 * cfg.batch_size / 256
+    assert len(lrs) == 6 and lrs[0] == pytest.approx(1e-6)
+    assert lrs[0] < lrs[1] < lrs[2] < peak  # ramping inside epoch 1, not 1e-6 for the whole epoch
+    # then timm's cosine over all 6 steps (warm-up inside the period, as per epoch): step 3 of 6
+    assert lrs[3] == pytest.approx(0.5 * peak * (1 + math.cos(math.pi * 3 / 6))) and lrs[3] > lrs[4] > lrs[5]
 
 
 def test_instance_sampling_with_cross_entropy(tiny_prepared, tmp_path) -> None:
@@ -118,6 +177,8 @@ def test_instance_sampling_with_cross_entropy(tiny_prepared, tmp_path) -> None:
         ({"select": "test"}, "select"),
         ({"epochs": 0}, "epochs"),
         ({"select": "val", "val_every": 0}, "val_every"),
+        ({"schedule": "iteration"}, "schedule"),
+        ({"lr_per_256": 0.0}, "lr_per_256"),
     ],
 )
 def test_config_errors_name_the_value(change: dict, match: str) -> None:

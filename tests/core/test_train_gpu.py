@@ -20,7 +20,7 @@ from lpt_core.train import TrainConfig, fit
 
 pytestmark = pytest.mark.gpu
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
-CFG = TrainConfig(epochs=2, batch_size=16, lr=0.5, max_steps_per_epoch=3, eval_batch_size=64, progress=False)
+CFG = TrainConfig(epochs=2, batch_size=16, lr_per_256=0.5, max_steps_per_epoch=3, eval_batch_size=64, progress=False)
 
 
 def _tiny(device: str):

@@ -15,9 +15,10 @@ from lpt_core.pipeline.summarize import class_frequency, severity_curves, summar
 from lpt_core.pipeline.validate import check_disjoint_classes
 from lpt_core.pretrain import (
     PretrainConfig,
-    augment_batch,
+    as_rgb,
     load_backbone,
     load_base_split,
+    preprocessors,
     save_random_backbone,
 )
 
@@ -51,13 +52,22 @@ def test_edited_backbone_weights_are_refused(tmp_path: Path) -> None:
         load_backbone(tmp_path / "bb")
 
 
-def test_augment_batch_is_seeded_and_normalised() -> None:
-    x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    a = augment_batch(x, 32, torch.Generator().manual_seed(0), (0.6, 1.0), True)
-    b = augment_batch(x, 32, torch.Generator().manual_seed(0), (0.6, 1.0), True)
-    c = augment_batch(x, 32, torch.Generator().manual_seed(1), (0.6, 1.0), True)
+def test_pretraining_augmentation_is_the_trainers_seeded_and_normalised() -> None:
+    from lpt_core.data.transforms import BatchPreprocessor
+
+    x = as_rgb(torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8))
+    assert x.shape == (4, 28, 28, 3)
+    cfg = PretrainConfig(crop_scale=(0.6, 1.0))
+    a = preprocessors(cfg, torch.Generator().manual_seed(0))[0](x)
+    b = preprocessors(cfg, torch.Generator().manual_seed(0))[0](x)
+    c = preprocessors(cfg, torch.Generator().manual_seed(1))[0](x)
     assert a.shape == (4, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= -1.0 and a.max() <= 1.0
+    train, evaluation = preprocessors(cfg, torch.Generator())
+    assert isinstance(train, BatchPreprocessor) and train.scale == (0.6, 1.0) and not evaluation.train
+    boxes = train.sample(2000, 28, 28).boxes
+    share = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (28 * 28)
+    assert share.min() >= 0.5  # scale (0.6, 1) up to rounding, never the default 0.08
 
 
 def test_base_split_refuses_unknown_class(tmp_path: Path) -> None:
