@@ -27,13 +27,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=10, help="status: how many job runs to list")
     p.set_defaults(func=cmd_scheduler)
 
-    p = subparsers.add_parser("models", help="list, register, promote or roll back models")
+    p = subparsers.add_parser("models", help="list, register, promote or roll back model versions")
     p.add_argument("action", choices=("list", "register", "promote", "rollback"))
-    p.add_argument("name", nargs="?", help="model name (register, promote)")
+    p.add_argument("name", nargs="?", help="register: model NAME; promote: NAME (newest version) or NAME@VERSION")
+    p.add_argument("--all", action="store_true", help="list: every version, not only current ones")
     p.add_argument("--artifact", type=Path, help="register: the artifact directory")
     p.add_argument("--state", default=None, help="register: candidate or baseline (default by method)")
     p.add_argument("--reason", default="", help="promote/rollback: why (recorded with the event)")
     p.set_defaults(func=cmd_models)
+
+    p = subparsers.add_parser("db", help="the store's schema: upgrade it (Alembic), show its revision")
+    p.add_argument("action", choices=("upgrade", "current"))
+    p.add_argument("--revision", default="head", help="upgrade: target revision (default head)")
+    p.set_defaults(func=cmd_db)
 
     p = subparsers.add_parser("report", help="(re)write the report of a job run")
     p.add_argument("--job", type=int, default=None, help="job run id (default: the latest that evaluated pairs)")
@@ -98,15 +104,18 @@ def _status(settings: Settings, engine: Any, limit: int) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``lpt models list|register|promote|rollback``."""
-    from app.db import repository as repo
-    from app.db.session import session_scope
     from app import gate
+    from app.db import registry
+    from app.db.session import session_scope
 
     engine = _engine(load_settings())
     with session_scope(engine) as s:
         if args.action == "list":
-            for m in repo.list_models(s):
-                print(f"{m.name}\t{m.method}\t{m.state}\t{m.artifact_sha256[:12]}\t{m.trainable_params}\t{m.stored_params}")
+            deployed = registry.deployed_version(s)
+            print("model@version\tmethod\tstate\tartifact\ttrainable\tstored")
+            for v in registry.list_versions(s, current=not args.all):
+                print(f"{v.label}\t{v.model.method}\t{registry.state_of(v, deployed)}\t{v.artifact_sha256[:12]}\t"
+                      f"{v.trainable_params}\t{v.stored_params}")
         elif args.action == "register":
             print(_register(s, args))
         elif args.action == "promote":
@@ -120,7 +129,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _register(session: Any, args: argparse.Namespace) -> str:
     """Register one artifact directory under ``args.name``."""
-    from app.db import repository as repo
+    from app.db import registry
     from app.ingest import default_hasher, model_values
 
     if not args.name or args.artifact is None:
@@ -129,9 +138,23 @@ def _register(session: Any, args: argparse.Namespace) -> str:
     if args.state is not None:
         if args.state not in ("candidate", "baseline"):
             raise ValueError(f"--state must be candidate or baseline, got {args.state!r}")
-        values["state"] = args.state
-    _, created = repo.upsert_model(session, values, "registered by lpt models register")
-    return f"{'registered' if created else 'already registered'} {args.name} ({values['state']})"
+        values["stage"] = args.state
+    version, created = registry.upsert_model(session, values, "registered by lpt models register")
+    return f"{'registered' if created else 'already registered'} {version.label} ({version.stage})"
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``lpt db upgrade|current``."""
+    from app.db.migrate import current_revision, head_revision, upgrade
+    from app.db.session import make_engine
+
+    engine = make_engine(load_settings().db_url)
+    if args.action == "current":
+        print(f"store revision {current_revision(engine) or '(empty store)'}; this code's head {head_revision()}")
+        return 0
+    before, after = upgrade(engine, args.revision)
+    print(f"store upgraded {before or '(empty)'} -> {after}" if before != after else f"store already at {after}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

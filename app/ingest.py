@@ -1,8 +1,10 @@
 """``lpt ingest``: load the pipeline's model artifacts, shift sets and result files into the store.
 
 Idempotent: everything is keyed by natural keys (model name + artifact hash, batch id + content
-hash, (model, batch, code version) for results), so a second run adds no rows. Each result file is
-recorded in its own transaction, its eval run marked succeeded together with its metrics.
+hash, (model version, batch, code version) for results), so a second run adds no rows. An
+artifact whose model name is registered with another artifact is that model's next version (a
+retrained model), never an error. Each result file is recorded in its own transaction, its eval
+run marked succeeded together with its metrics.
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from app.db import registry
 from app.db import repository as repo
-from app.db.schema import BATCH_KINDS, Model, ShiftBatch
+from app.db.schema import BATCH_KINDS, ModelVersion, ShiftBatch
 from app.db.session import session_scope
 
 log = logging.getLogger(__name__)
 
 BATCH_SCHEMA = "lpt-shift-batch/1"
-RESULT_SCHEMA = "lpt-result/1"
+RESULT_SCHEMAS = ("lpt-result/1", "lpt-result/2")
 STATE_BY_METHOD = {"lpt": "candidate", "vpt": "candidate", "full_ft": "baseline", "linear": "baseline"}
 #: the phase a finished artifact of each method is in; earlier phases are intermediate artifacts
 FINAL_PHASE = {"lpt": "phase2", "vpt": "phase1", "full_ft": "train", "linear": "train"}
@@ -74,7 +76,7 @@ def state_for_method(method: str) -> str:
 
 
 def model_values(artifact_dir: Path, name: str, hasher: Hasher) -> dict[str, Any]:
-    """The ``models`` row of an artifact directory, from its meta.json and its verified hash."""
+    """The registry values (model + version) of an artifact directory, from its meta.json and its verified hash."""
     meta_path = artifact_dir / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"model artifact {artifact_dir} has no meta.json")
@@ -84,7 +86,7 @@ def model_values(artifact_dir: Path, name: str, hasher: Hasher) -> dict[str, Any
     # A method on a randomly initialised backbone is a reference point, never a deployment candidate.
     random_backbone = _first(meta, "backbone.source", default="") == "random"
     return {
-        "name": name, "method": method, "state": "baseline" if random_backbone else state_for_method(method),
+        "name": name, "method": method, "stage": "baseline" if random_backbone else state_for_method(method),
         "backbone": backbone if isinstance(backbone, str) else json.dumps(backbone),
         "backbone_fingerprint": str(_first(meta, "backbone.fingerprint", "backbone_fingerprint")),
         "artifact_path": str(artifact_dir), "artifact_sha256": hasher(artifact_dir),
@@ -119,7 +121,7 @@ def batch_values(meta: Mapping[str, Any], path: str) -> dict[str, Any]:
     """
     if meta.get("schema") != BATCH_SCHEMA:
         raise ValueError(f"batch {path}: schema {meta.get('schema')!r}, expected {BATCH_SCHEMA!r}")
-    for key in ("id", "kind", "source", "dataset", "corruption", "severity", "size", "content_hash", "created_at"):
+    for key in ("id", "kind", "source", "dataset", "corruption", "severity", "size", "content_hash"):
         if key not in meta:
             raise ValueError(f"batch {path}: batch.json lacks {key!r}")
     if meta["kind"] not in BATCH_KINDS:
@@ -136,7 +138,7 @@ def batch_values(meta: Mapping[str, Any], path: str) -> dict[str, Any]:
         "corruption": str(meta["corruption"]), "severity": meta["severity"], "size": meta["size"],
         "content_hash": str(meta["content_hash"]), "dvc_hash": meta.get("dvc_hash"), "path": path,
         "validation_status": "passed", "validation_json": json.dumps(validation, sort_keys=True),
-        "created_at": _parse_time(meta["created_at"]),
+        "created_at": _parse_time(meta.get("created_at")),  # pipeline sets carry none (same bytes per clone)
     }
 
 
@@ -189,9 +191,10 @@ def ingest(
                 summary.models_skipped.append(name)
                 continue
             with session_scope(engine) as s:
-                _, created = repo.upsert_model(s, model_values(path, name, hasher), "registered by lpt ingest")
+                version, created = registry.upsert_model(s, model_values(path, name, hasher), "registered by lpt ingest")
+                label = f"{name}@{version.version}"
             if created:
-                summary.models_added.append(name)
+                summary.models_added.append(label)
     for root in shift_dirs:
         for batch_dir in _batch_dirs(Path(root)):
             with session_scope(engine) as s:
@@ -218,34 +221,34 @@ def _batch_dirs(root: Path) -> list[Path]:
 def _ingest_result(engine: Engine, path: Path, summary: IngestSummary) -> None:
     """Record one result file in its own transaction (nothing when already recorded)."""
     result = json.loads(path.read_text(encoding="utf-8"))
-    if result.get("schema") != RESULT_SCHEMA:
-        raise ValueError(f"result {path}: schema {result.get('schema')!r}, expected {RESULT_SCHEMA!r}")
+    if result.get("schema") not in RESULT_SCHEMAS:
+        raise ValueError(f"result {path}: schema {result.get('schema')!r}, expected one of {list(RESULT_SCHEMAS)}")
     code_version = str(result["code_version"])
     with session_scope(engine) as s:
-        model = _result_model(s, result["model"], path)
+        version = _result_version(s, result["model"], path)
         shift = result["shift"]
         batch = s.get(ShiftBatch, shift["id"]) or repo.upsert_batch(s, shift_values_from_result(shift, path))[0]
-        if repo.run_status(s, model.id, batch.id, code_version) == "succeeded":
+        if repo.run_status(s, version.id, batch.id, code_version) == "succeeded":
             summary.results_present += 1
             return
         if summary.job_run_id is None:
             summary.job_run_id = repo.start_job_run(s, "pipeline", code_version).id
-        run = repo.begin_eval_run(s, model.id, batch.id, code_version, summary.job_run_id)
+        run = repo.begin_eval_run(s, version.id, batch.id, code_version, summary.job_run_id)
         repo.complete_eval_run(s, run.id, result)
         repo.finish_job_run(s, summary.job_run_id, "succeeded", pairs_evaluated=summary.results_added + 1)
     summary.results_added += 1
 
 
-def _result_model(session: Any, section: Mapping[str, Any], path: Path) -> Model:
-    """The registered model a result refers to (by artifact hash, then name), registering it from
-    the result's own model section when the artifact was not ingested."""
+def _result_version(session: Any, section: Mapping[str, Any], path: Path) -> ModelVersion:
+    """The model version a result refers to (by artifact hash), registering it from the result's
+    own model section (as a version of the model it names) when the artifact was not ingested."""
     sha = section.get("artifact_sha256")
-    model = session.scalars(select(Model).where(Model.artifact_sha256 == sha)).first() if sha else None
-    if model is not None:
-        return model
+    found = registry.version_by_sha(session, sha)
+    if found is not None:
+        return found
     try:
         values = {
-            "name": section["name"], "method": section["method"], "state": state_for_method(section["method"]),
+            "name": section["name"], "method": section["method"], "stage": state_for_method(section["method"]),
             "backbone": section["backbone"], "backbone_fingerprint": section["backbone_fingerprint"],
             "artifact_path": section.get("artifact", ""), "artifact_sha256": sha,
             "trainable_params": int(section["trainable_params"]), "stored_params": int(section["stored_params"]),
@@ -253,4 +256,4 @@ def _result_model(session: Any, section: Mapping[str, Any], path: Path) -> Model
         }
     except KeyError as exc:
         raise ValueError(f"result {path}: model section lacks {exc}") from None
-    return repo.upsert_model(session, values, f"registered from result {path.name}")[0]
+    return registry.upsert_model(session, values, f"registered from result {path.name}")[0]

@@ -12,11 +12,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from app.db import repository as repo
-from app.db.schema import ShiftBatch
 from app.db.session import session_scope
 from app.ingest import read_batch_dir
 from app.settings import Settings
@@ -85,7 +83,7 @@ def register_new_batches(shifts_root: Path, engine: Engine, refused: dict[str, s
     if not shifts_root.is_dir():
         return []
     with session_scope(engine) as s:
-        known = set(s.scalars(select(ShiftBatch.id)))
+        known = repo.batch_ids(s)
     added: list[str] = []
     for meta in sorted(shifts_root.glob("*/batch.json")):
         batch_dir = meta.parent

@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.db import repository as repo
-from app.db.schema import Model, ShiftBatch, utcnow
+from app.db.schema import ModelVersion, ShiftBatch, utcnow
 from app.db.session import init_db, make_engine, session_scope
 from app.ingest import Hasher, default_hasher
 from app.intake import discover_batches
@@ -35,12 +34,9 @@ from lpt_core.fsutil import atomic_file
 
 log = logging.getLogger(__name__)
 
-PG_LOCK_KEY = 0x4C50545F4A4F42  # "LPT_JOB"
-
-
 @dataclass(frozen=True)
 class PairSpec:
-    """What an evaluator needs to evaluate one model on one shift batch."""
+    """What an evaluator needs to evaluate one model version on one shift batch."""
 
     model_name: str
     method: str
@@ -56,6 +52,7 @@ class PairSpec:
     content_hash: str
     dvc_hash: str | None
     code_version: str
+    model_version: int = 1
 
 
 Evaluator = Callable[[PairSpec], Mapping[str, Any]]
@@ -95,15 +92,12 @@ def job_lock(settings: Settings, engine: Engine) -> Iterator[None]:
     """Hold the cross-process job lock for the block; ``JobLockedError`` when already held."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
-            conn.commit()  # session-level lock: it outlives the transaction
-            if not got:
+            if not repo.try_job_lock(conn):
                 raise JobLockedError("another lpt job is running (PostgreSQL advisory lock held)")
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
-                conn.commit()
+                repo.release_job_lock(conn)
         return
     from filelock import FileLock, Timeout
 
@@ -156,9 +150,10 @@ def _locked_job(
         if pairs:
             evaluator = evaluator or make_default_evaluator(settings)
             hasher = _once_per_job(hasher)
-        for spec, model_id in pairs:
+        for spec, version_id in pairs:
             pair_started = time.perf_counter()
-            ok = evaluate_pair(engine, summary.job_run_id, spec, model_id, evaluator, hasher, job_results_dir(settings))
+            ok = evaluate_pair(engine, summary.job_run_id, spec, version_id, evaluator, hasher,
+                               job_results_dir(settings))  # fmt: skip
             summary.pair_seconds.append(round(time.perf_counter() - pair_started, 4))
             summary.pairs_evaluated += ok
             summary.pairs_failed += not ok
@@ -204,7 +199,7 @@ def _after_evaluation(settings: Settings, engine: Engine, summary: JobSummary) -
     with session_scope(engine) as s:
         for reg in report.regressions:
             repo.add_alert(s, "regression", reg["message"], job_run_id=summary.job_run_id,
-                           model_id=reg["model_id"], batch_id=reg["batch_id"], details=reg)
+                           model_version_id=reg.get("version_id"), batch_id=reg["batch_id"], details=reg)
         summary.alerts = len(repo.alerts_for_job(s, summary.job_run_id))
     for alert_line in report.alert_lines:
         log.warning("ALERT %s", alert_line)
@@ -215,12 +210,13 @@ def job_results_dir(settings: Settings) -> Path:
     return Path(settings.reports_dir) / "results"
 
 
-def _spec(model: Model, batch: ShiftBatch, code_version: str) -> tuple[PairSpec, int]:
-    """The evaluator's view of a (model, batch) pair, plus the model id."""
-    spec = PairSpec(model.name, model.method, model.artifact_path, model.artifact_sha256, batch.id, batch.path,
+def _spec(version: ModelVersion, batch: ShiftBatch, code_version: str) -> tuple[PairSpec, int]:
+    """The evaluator's view of a (model version, batch) pair, plus the version id."""
+    model = version.model
+    spec = PairSpec(model.name, model.method, version.artifact_path, version.artifact_sha256, batch.id, batch.path,
                     batch.kind, batch.dataset, batch.corruption, batch.severity, batch.size, batch.content_hash,
-                    batch.dvc_hash, code_version)
-    return spec, model.id
+                    batch.dvc_hash, code_version, version.version)
+    return spec, version.id
 
 
 def verify_artifact(spec: PairSpec, hasher: Hasher) -> None:
@@ -240,12 +236,12 @@ def verify_artifact(spec: PairSpec, hasher: Hasher) -> None:
 
 
 def evaluate_pair(
-    engine: Engine, job_run_id: int, spec: PairSpec, model_id: int, evaluator: Evaluator, hasher: Hasher,
+    engine: Engine, job_run_id: int, spec: PairSpec, version_id: int, evaluator: Evaluator, hasher: Hasher,
     results_dir: Path,
 ) -> bool:
     """Evaluate one pair in its own transactions; True when it succeeded (see module docstring)."""
     with session_scope(engine) as s:
-        run_id = repo.begin_eval_run(s, model_id, spec.batch_id, spec.code_version, job_run_id).id
+        run_id = repo.begin_eval_run(s, version_id, spec.batch_id, spec.code_version, job_run_id).id
     try:
         verify_artifact(spec, hasher)
         result = dict(evaluator(spec))
@@ -259,15 +255,16 @@ def evaluate_pair(
         log.error("pair (%s, %s) failed: %s", spec.model_name, spec.batch_id, message)
         with session_scope(engine) as s:
             repo.fail_eval_run(s, run_id, message)
-            repo.add_alert(s, "failure", f"evaluation of {spec.model_name} on {spec.batch_id} failed: {message}",
-                           job_run_id=job_run_id, model_id=model_id, batch_id=spec.batch_id)
+            repo.add_alert(s, "failure", f"evaluation of {spec.model_name}@{spec.model_version} on {spec.batch_id} "
+                           f"failed: {message}", job_run_id=job_run_id, model_version_id=version_id,
+                           batch_id=spec.batch_id)  # fmt: skip
         return False
 
 
 def check_result(result: Mapping[str, Any], spec: PairSpec) -> None:
     """Refuse a result that is not a Result file for this pair (``ValueError`` naming the field)."""
-    if result.get("schema") != "lpt-result/1":
-        raise ValueError(f"evaluator returned schema {result.get('schema')!r}, expected 'lpt-result/1'")
+    if result.get("schema") not in ("lpt-result/1", "lpt-result/2"):
+        raise ValueError(f"evaluator returned schema {result.get('schema')!r}, expected 'lpt-result/2'")
     if not result.get("metrics"):
         raise ValueError(f"evaluator returned no metrics for ({spec.model_name}, {spec.batch_id})")
     if not any(m.get("name") == "top1" and m.get("group") == "overall" for m in result["metrics"]):
@@ -275,8 +272,8 @@ def check_result(result: Mapping[str, Any], spec: PairSpec) -> None:
 
 
 def write_result_file(results_dir: Path, spec: PairSpec, result: Mapping[str, Any]) -> Path:
-    """Write ``results/<model>/<batch>.json`` atomically (same layout as the pipeline's)."""
-    path = results_dir / spec.model_name / f"{spec.batch_id}.json"
+    """Write ``results/<model>@<version>/<batch>.json`` atomically (the pipeline's layout, per version)."""
+    path = results_dir / f"{spec.model_name}@{spec.model_version}" / f"{spec.batch_id}.json"
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(result, indent=1, sort_keys=True), encoding="utf-8")
     return path

@@ -30,8 +30,10 @@ class Settings:
     schedule_time: str = "02:30"
     schedule_tz: str = "UTC"
     code_version: str = ""
-    eval_device: str = "cpu"
+    eval_device: str = "auto"  # CUDA when present
     eval_batch_size: int = 256
+    eval_amp: str = "auto"  # bf16 autocast on CUDA; "off": fp32 everywhere
+    eval_few_includes_20: str = "auto"  # auto: the artifact's shot-group rule; true | false
     backbone_weights: str = ""
     gate_recent_batches: int = 5
     gate_min_gain: float = 0.0
@@ -60,6 +62,10 @@ class Settings:
             raise ValueError(f"LPT_SCHEDULE_TIME must be HH:MM within a day, got {self.schedule_time!r}")
         if self.eval_batch_size < 1:
             raise ValueError(f"LPT_EVAL_BATCH_SIZE must be >= 1, got {self.eval_batch_size}")
+        if self.eval_amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"LPT_EVAL_AMP must be auto, bf16 or off, got {self.eval_amp!r}")
+        if self.eval_few_includes_20 not in ("auto", "true", "false"):
+            raise ValueError(f"LPT_EVAL_FEW_INCLUDES_20 must be auto, true or false, got {self.eval_few_includes_20!r}")
         if self.gate_recent_batches < 1:
             raise ValueError(f"LPT_GATE_RECENT_BATCHES must be >= 1, got {self.gate_recent_batches}")
         if not 0.0 < self.alert_alpha < 1.0:

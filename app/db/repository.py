@@ -1,5 +1,6 @@
-"""Every write of the service and the reads the service itself needs (the only module with SQL,
-besides the dashboard's read-only ``app.db.views``).
+"""Every write of the service and the reads the service itself needs: batches, job runs, eval runs,
+metrics and alerts here, the model registry in ``app.db.registry`` (these two and the dashboard's
+read-only ``app.db.views`` are the only modules with SQL).
 
 Writers insert by natural key with ``ON CONFLICT`` (SQLite >= 3.24 and PostgreSQL share the
 syntax), so rerunning an ingest or a job never duplicates rows. Callers own the transaction
@@ -9,45 +10,32 @@ syntax), so rerunning an ingest or a job never duplicates rows. Callers own the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from app.db.registry import deployed_version, state_of
 from app.db.schema import (
-    MODEL_STATES,
+    DEPLOYED,
     Alert,
     EvalRun,
     JobRun,
     Metric,
     Model,
+    ModelAlias,
     ModelEvent,
+    ModelVersion,
     ShiftBatch,
     utcnow,
 )
+from app.db.upsert import insert_for, insert_ignore
 
-EVALUATED_STATES = ("deployed", "candidate", "baseline")
-
-
-def _insert(session: Session, table: Any) -> Any:
-    """The dialect's INSERT construct (both support ON CONFLICT)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    raise ValueError(f"unsupported database dialect {dialect!r}: expected sqlite or postgresql")
-
-
-def _insert_ignore(session: Session, table: Any, values: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING; True when a row was inserted."""
-    stmt = _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    # RETURNING, not rowcount: psycopg reports no reliable rowcount for ON CONFLICT inserts
-    return session.execute(stmt.returning(table.__table__.c[keys[0]])).first() is not None
+#: version stages the nightly job evaluates (and the deployed version, whatever its stage)
+EVALUATED_STAGES = ("candidate", "baseline")
 
 
 # --- shift batches -----------------------------------------------------------------------------
@@ -66,7 +54,7 @@ def upsert_batch(session: Session, values: Mapping[str, Any]) -> tuple[ShiftBatc
             f"shift batch {values['id']!r} has the same content ({values['content_hash'][:12]}) "
             f"as the registered batch {other.id!r}"
         )
-    created = _insert_ignore(session, ShiftBatch, values, ["id"])
+    created = insert_ignore(session, ShiftBatch, values, ["id"])
     row = session.get(ShiftBatch, values["id"], populate_existing=True)
     if row.content_hash != values["content_hash"]:
         raise ValueError(
@@ -84,84 +72,16 @@ def get_batch(session: Session, batch_id: str) -> ShiftBatch:
     return row
 
 
+def batch_ids(session: Session) -> set[str]:
+    """Ids of every registered batch (one query: a night with nothing new stays cheap)."""
+    return set(session.scalars(select(ShiftBatch.id)))
+
+
 def list_batches(session: Session, *, passed_only: bool = True) -> list[ShiftBatch]:
     """Registered batches, oldest first (by registration, then id)."""
     stmt = select(ShiftBatch).order_by(ShiftBatch.registered_at, ShiftBatch.id)
     if passed_only:
         stmt = stmt.where(ShiftBatch.validation_status == "passed")
-    return list(session.scalars(stmt))
-
-
-# --- models and their states -------------------------------------------------------------------
-
-def upsert_model(session: Session, values: Mapping[str, Any], reason: str) -> tuple[Model, bool]:
-    """Register a model by name (state as given) unless present; returns (row, created).
-
-    A name already registered with another artifact hash is refused: artifacts are immutable.
-    """
-    if values.get("state") not in MODEL_STATES:
-        raise ValueError(f"model state {values.get('state')!r} is not one of {MODEL_STATES}")
-    created = _insert_ignore(session, Model, values, ["name"])
-    row = session.scalars(
-        select(Model).where(Model.name == values["name"]).execution_options(populate_existing=True)
-    ).one()
-    if row.artifact_sha256 != values["artifact_sha256"]:
-        raise ValueError(
-            f"model {row.name!r} is registered with artifact sha256 {row.artifact_sha256[:12]}, "
-            f"the artifact now hashes to {values['artifact_sha256'][:12]}: register it under a new name"
-        )
-    if created:
-        add_event(session, row, "none", row.state, reason, {"artifact_sha256": row.artifact_sha256})
-    return row, created
-
-
-def get_model(session: Session, name: str) -> Model:
-    """The model called ``name``; ``KeyError`` listing the registered names when unknown."""
-    row = session.scalars(select(Model).where(Model.name == name)).first()
-    if row is None:
-        names = ", ".join(session.scalars(select(Model.name).order_by(Model.name))) or "(none)"
-        raise KeyError(f"unknown model {name!r}; registered models: {names}")
-    return row
-
-
-def list_models(session: Session, states: Iterable[str] | None = None) -> list[Model]:
-    """Models (optionally only those in ``states``), by name."""
-    stmt = select(Model).order_by(Model.name)
-    if states is not None:
-        stmt = stmt.where(Model.state.in_(list(states)))
-    return list(session.scalars(stmt))
-
-
-def add_event(
-    session: Session, model: Model, from_state: str, to_state: str, reason: str, evidence: Mapping[str, Any]
-) -> ModelEvent:
-    """Record one state change of ``model`` (does not change the model itself)."""
-    event = ModelEvent(
-        model_id=model.id, from_state=from_state, to_state=to_state, reason=reason,
-        evidence_json=json.dumps(evidence, sort_keys=True, default=str), at=utcnow(),
-    )
-    session.add(event)
-    session.flush()
-    return event
-
-
-def set_state(
-    session: Session, model: Model, to_state: str, reason: str, evidence: Mapping[str, Any]
-) -> ModelEvent:
-    """Move ``model`` to ``to_state`` and record the event with its reason and evidence."""
-    if to_state not in MODEL_STATES:
-        raise ValueError(f"model state {to_state!r} is not one of {MODEL_STATES}")
-    from_state = model.state
-    model.state = to_state
-    session.flush()
-    return add_event(session, model, from_state, to_state, reason, evidence)
-
-
-def model_events(session: Session, model_id: int | None = None) -> list[ModelEvent]:
-    """State changes, oldest first (optionally of one model)."""
-    stmt = select(ModelEvent).order_by(ModelEvent.at, ModelEvent.id)
-    if model_id is not None:
-        stmt = stmt.where(ModelEvent.model_id == model_id)
     return list(session.scalars(stmt))
 
 
@@ -204,38 +124,41 @@ def fail_interrupted(session: Session, now: datetime) -> tuple[int, int]:
 
 # --- evaluation runs and metrics ---------------------------------------------------------------
 
-def pending_pairs(session: Session, code_version: str) -> list[tuple[Model, ShiftBatch]]:
-    """(model, batch) pairs of evaluated-state models x passed, loadable batches (non-empty path)
-    with no succeeded run by ``code_version``, in a stable order (batch registration, model name)."""
+def pending_pairs(session: Session, code_version: str) -> list[tuple[ModelVersion, ShiftBatch]]:
+    """(version, batch) pairs of evaluated versions (candidate or baseline stage, or deployed) x
+    passed, loadable batches (non-empty path) with no succeeded run by ``code_version``, in a
+    stable order (batch registration, model name, version)."""
     done = (
         select(EvalRun.id)
-        .where(EvalRun.model_id == Model.id, EvalRun.batch_id == ShiftBatch.id)
+        .where(EvalRun.model_version_id == ModelVersion.id, EvalRun.batch_id == ShiftBatch.id)
         .where(EvalRun.code_version == code_version, EvalRun.status == "succeeded")
     )
+    deployed = select(ModelAlias.version_id).where(ModelAlias.alias == DEPLOYED).scalar_subquery()
     stmt = (
-        select(Model, ShiftBatch)
+        select(ModelVersion, ShiftBatch)
+        .join(Model, Model.id == ModelVersion.model_id)
         .join(ShiftBatch, and_(ShiftBatch.validation_status == "passed", ShiftBatch.path != ""))
-        .where(Model.state.in_(EVALUATED_STATES), ~done.exists())
-        .order_by(ShiftBatch.registered_at, ShiftBatch.id, Model.name)
+        .where(or_(ModelVersion.stage.in_(EVALUATED_STAGES), ModelVersion.id == deployed), ~done.exists())
+        .order_by(ShiftBatch.registered_at, ShiftBatch.id, Model.name, ModelVersion.version)
     )
-    return [(m, b) for m, b in session.execute(stmt)]
+    return [(v, b) for v, b in session.execute(stmt)]
 
 
 def begin_eval_run(
-    session: Session, model_id: int, batch_id: str, code_version: str, job_run_id: int
+    session: Session, model_version_id: int, batch_id: str, code_version: str, job_run_id: int
 ) -> EvalRun:
-    """The eval run of (model, batch, code_version) set to ``running`` (a failed one is retried).
+    """The eval run of (model version, batch, code_version) set to ``running`` (a failed one is retried).
 
     Refuses (``ValueError``) a pair that already succeeded.
     """
-    key = {"model_id": model_id, "batch_id": batch_id, "code_version": code_version}
+    key = {"model_version_id": model_version_id, "batch_id": batch_id, "code_version": code_version}
     values = {**key, "job_run_id": job_run_id, "status": "running", "started_at": utcnow()}
-    _insert_ignore(session, EvalRun, values, list(key))
+    insert_ignore(session, EvalRun, values, list(key))
     run = session.scalars(
         select(EvalRun).filter_by(**key).execution_options(populate_existing=True)
     ).one()
     if run.status == "succeeded":
-        raise ValueError(f"eval run {run.id} ({model_id}, {batch_id!r}, {code_version!r}) already succeeded")
+        raise ValueError(f"eval run {run.id} ({model_version_id}, {batch_id!r}, {code_version!r}) already succeeded")
     session.execute(delete(Metric).where(Metric.run_id == run.id))  # leftovers of no complete run
     for name, value in values.items():
         setattr(run, name, value)
@@ -248,9 +171,12 @@ def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) 
     """Write the metrics of a result (Result file schema) and mark the run succeeded; returns
     the number of metric rows. Call inside the same transaction as nothing else, so both land
     together or not at all."""
+    from lpt_core.results import run_details
+
     rows = metric_rows_from_result(result)
+    run = run_details(result)  # none for pipeline results (the same bytes on every clone)
     if rows:  # one multi-row statement: compiled once, a single round trip
-        stmt = _insert(session, Metric).values([{"run_id": run_id, **row} for row in rows])
+        stmt = insert_for(session, Metric).values([{"run_id": run_id, **row} for row in rows])
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "name", "grp"],
             set_={k: stmt.excluded[k] for k in ("value", "ci_low", "ci_high", "n")},
@@ -259,9 +185,8 @@ def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) 
     session.execute(
         update(EvalRun).where(EvalRun.id == run_id).values(
             status="succeeded", error=None, finished_at=utcnow(),
-            eval_seconds=float(result.get("eval_seconds") or 0.0),
-            images_per_second=float(result.get("images_per_second") or 0.0),
-            device=str(result.get("device") or ""),
+            eval_seconds=run.get("eval_seconds"), images_per_second=run.get("images_per_second"),
+            device=run.get("device"),
         )
     )
     return len(rows)
@@ -298,17 +223,19 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def run_status(session: Session, model_id: int, batch_id: str, code_version: str) -> str | None:
+def run_status(session: Session, model_version_id: int, batch_id: str, code_version: str) -> str | None:
     """The status of the eval run of this key, or None when there is none (a lookup, not a failure)."""
     return session.scalar(
-        select(EvalRun.status).filter_by(model_id=model_id, batch_id=batch_id, code_version=code_version)
+        select(EvalRun.status).filter_by(model_version_id=model_version_id, batch_id=batch_id,
+                                         code_version=code_version)
     )
 
 
 def count_rows(session: Session) -> dict[str, int]:
     """Row counts of the main tables (for idempotency checks and status output)."""
-    tables = {"shift_batches": ShiftBatch, "models": Model, "eval_runs": EvalRun, "metrics": Metric,
-              "job_runs": JobRun, "model_events": ModelEvent, "alerts": Alert}
+    tables = {"shift_batches": ShiftBatch, "models": Model, "model_versions": ModelVersion,
+              "model_aliases": ModelAlias, "eval_runs": EvalRun, "metrics": Metric, "job_runs": JobRun,
+              "model_events": ModelEvent, "alerts": Alert}
     return {name: session.scalar(select(func.count()).select_from(t)) for name, t in tables.items()}
 
 
@@ -320,7 +247,9 @@ class ScoreRow:
 
     run_id: int
     job_run_id: int
-    model: str
+    version_id: int
+    model: str  # the registered model's name
+    version: int
     method: str
     state: str
     batch_id: str
@@ -348,8 +277,9 @@ def scores(
 ) -> list[ScoreRow]:
     """Metrics of succeeded eval runs (all code versions unless given), oldest run first."""
     stmt = (
-        select(EvalRun, Model, ShiftBatch, Metric)
-        .join(Model, Model.id == EvalRun.model_id)
+        select(EvalRun, ModelVersion, Model, ShiftBatch, Metric)
+        .join(ModelVersion, ModelVersion.id == EvalRun.model_version_id)
+        .join(Model, Model.id == ModelVersion.model_id)
         .join(ShiftBatch, ShiftBatch.id == EvalRun.batch_id)
         .join(Metric, Metric.run_id == EvalRun.id)
         .where(and_(EvalRun.status == "succeeded", Metric.name.in_(list(names)), Metric.grp.in_(list(groups))))
@@ -357,20 +287,23 @@ def scores(
     )
     if code_version is not None:
         stmt = stmt.where(EvalRun.code_version == code_version)
+    deployed = deployed_version(session)
     return [
-        ScoreRow(r.id, r.job_run_id, m.name, m.method, m.state, b.id, b.kind, b.dataset, b.corruption, b.severity,
-                 b.registered_at, r.finished_at, x.name, x.grp, x.value, x.ci_low, x.ci_high, x.n,
-                 r.eval_seconds or 0.0, r.images_per_second or 0.0, m.trainable_params, m.stored_params)
-        for r, m, b, x in session.execute(stmt)
+        ScoreRow(r.id, r.job_run_id, v.id, m.name, v.version, m.method, state_of(v, deployed), b.id, b.kind,
+                 b.dataset, b.corruption, b.severity, b.registered_at, r.finished_at, x.name, x.grp, x.value,
+                 x.ci_low, x.ci_high, x.n, r.eval_seconds or 0.0, r.images_per_second or 0.0, v.trainable_params,
+                 v.stored_params)
+        for r, v, m, b, x in session.execute(stmt)
     ]
 
 
 def add_alert(
-    session: Session, kind: str, message: str, *, job_run_id: int | None = None, model_id: int | None = None,
-    batch_id: str | None = None, details: Mapping[str, Any] | None = None,
+    session: Session, kind: str, message: str, *, job_run_id: int | None = None,
+    model_version_id: int | None = None, batch_id: str | None = None, details: Mapping[str, Any] | None = None,
 ) -> Alert:
     """Record an alert."""
-    alert = Alert(kind=kind, message=message, job_run_id=job_run_id, model_id=model_id, batch_id=batch_id,
+    alert = Alert(kind=kind, message=message, job_run_id=job_run_id, model_version_id=model_version_id,
+                  batch_id=batch_id,
                   details_json=json.dumps(details or {}, sort_keys=True, default=str), at=utcnow())
     session.add(alert)
     session.flush()
@@ -387,3 +320,21 @@ def failed_runs(session: Session, job_run_id: int) -> list[EvalRun]:
     return list(session.scalars(
         select(EvalRun).where(EvalRun.job_run_id == job_run_id, EvalRun.status == "failed").order_by(EvalRun.id)
     ))
+
+
+# --- the job lock on PostgreSQL --------------------------------------------------------------
+
+PG_JOB_LOCK = 0x4C50545F4A4F42  # "LPT_JOB"
+
+
+def try_job_lock(conn: Any) -> bool:
+    """Take the session-level advisory lock of the nightly job on ``conn`` (PostgreSQL); False if held."""
+    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_JOB_LOCK}).scalar()
+    conn.commit()  # session-level: the lock outlives the transaction
+    return bool(got)
+
+
+def release_job_lock(conn: Any) -> None:
+    """Release the nightly job's advisory lock taken by :func:`try_job_lock` on ``conn``."""
+    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_JOB_LOCK})
+    conn.commit()

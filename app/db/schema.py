@@ -3,8 +3,11 @@
 Natural keys carry UNIQUE constraints with no NULL-able columns in them (NULLs defeat UNIQUE on
 SQLite and PostgreSQL alike), so every writer can upsert and reruns are idempotent. Times are
 stored as UTC and come back timezone-aware on both backends (:class:`UTCDateTime`).
-Schema changes bump :data:`SCHEMA_VERSION`; there is no Alembic yet (the store is rebuildable from
-results files), so a version mismatch is refused by ``app.db.session.init_db``.
+Models follow the registry convention users know from MLflow: a registered model has numbered,
+immutable versions (one artifact sha256 each) and an alias ``deployed`` that moves between them.
+Every schema change is an Alembic revision in ``app/db/migrations/versions/`` (``lpt db upgrade``;
+the service upgrades on start), and ``tests/app/test_migrations.py`` checks that the revisions
+build exactly these models.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
-
-SCHEMA_VERSION = 1
 
 BATCH_KINDS = ("clean", "generated", "published", "real")
 VALIDATION_STATUSES = ("passed", "failed")
+VERSION_STAGES = ("candidate", "retired", "baseline")
+#: what views and reports call a version's state: its stage, or "deployed" when the alias points at it
 MODEL_STATES = ("candidate", "deployed", "retired", "baseline")
+DEPLOYED = "deployed"
 JOB_TRIGGERS = ("cron", "manual", "pipeline")
 JOB_STATUSES = ("running", "succeeded", "failed", "skipped")
 RUN_STATUSES = ("running", "succeeded", "failed")
@@ -72,14 +76,6 @@ class Base(DeclarativeBase):
     """Declarative base of every service table."""
 
 
-class SchemaVersion(Base):
-    """One row: the schema version the database was created with."""
-
-    __tablename__ = "schema_version"
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
 class ShiftBatch(Base):
     """A shift set (clean test split, generated/published corruption, or real batch)."""
 
@@ -101,31 +97,64 @@ class ShiftBatch(Base):
 
 
 class Model(Base):
-    """A trained model artifact (prompt set or baseline) and its deployment state."""
+    """A registered model: a name and a method; its trained artifacts are its versions."""
 
     __tablename__ = "models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     method: Mapped[str] = mapped_column(String(32))
-    backbone: Mapped[str] = mapped_column(String(128))
-    backbone_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelVersion(Base):
+    """One immutable artifact (by sha256) of a registered model, numbered 1, 2, ... per model.
+
+    ``stage`` is its lifecycle (candidate, baseline, retired); whether it is deployed is the
+    ``deployed`` alias (:class:`ModelAlias`), which promotion and rollback move between versions.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_version"),
+        UniqueConstraint("model_id", "artifact_sha256", name="uq_model_artifact"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
     artifact_path: Mapped[str] = mapped_column(String(1024))
     artifact_sha256: Mapped[str] = mapped_column(String(64))
+    backbone: Mapped[str] = mapped_column(String(128))
+    backbone_fingerprint: Mapped[str] = mapped_column(String(64))
     trainable_params: Mapped[int] = mapped_column(BigInteger)
     stored_params: Mapped[int] = mapped_column(BigInteger)
     data_version: Mapped[str] = mapped_column(String(128), default="")
-    state: Mapped[str] = mapped_column(_choice(MODEL_STATES, "model_state"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     class_counts_json: Mapped[str] = mapped_column(Text, default="[]")
+    stage: Mapped[str] = mapped_column(_choice(VERSION_STAGES, "version_stage"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model: Mapped[Model] = relationship(lazy="joined")
+
+    @property
+    def label(self) -> str:
+        """``name@version``, how commands and reports name a version."""
+        return f"{self.model.name}@{self.version}"
+
+
+class ModelAlias(Base):
+    """A name that points at one model version; ``deployed`` is the version the service serves."""
+
+    __tablename__ = "model_aliases"
+    alias: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ModelEvent(Base):
-    """One state change of a model, with why and on what evidence."""
+    """One state change of a model version (registered, deployed, retired, ...), with why and on what evidence."""
 
     __tablename__ = "model_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    from_state: Mapped[str] = mapped_column(String(16))  # "none" when the model is first registered
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str] = mapped_column(String(16))  # "none" when the version is first registered
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     evidence_json: Mapped[str] = mapped_column(Text, default="{}")
@@ -149,12 +178,12 @@ class JobRun(Base):
 
 
 class EvalRun(Base):
-    """The evaluation of one model on one shift batch by one code version."""
+    """The evaluation of one model version on one shift batch by one code version."""
 
     __tablename__ = "eval_runs"
-    __table_args__ = (UniqueConstraint("model_id", "batch_id", "code_version", name="uq_eval_run"),)
+    __table_args__ = (UniqueConstraint("model_version_id", "batch_id", "code_version", name="uq_eval_run"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("shift_batches.id", ondelete="CASCADE"), index=True)
     code_version: Mapped[str] = mapped_column(String(128))
     job_run_id: Mapped[int] = mapped_column(ForeignKey("job_runs.id"), index=True)
@@ -188,7 +217,9 @@ class Alert(Base):
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id"), nullable=True, index=True)
-    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=True)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=True
+    )
     batch_id: Mapped[str | None] = mapped_column(
         ForeignKey("shift_batches.id", ondelete="CASCADE"), nullable=True
     )

@@ -12,12 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from urllib.parse import quote, unquote
 
-from app.db.schema import SCHEMA_VERSION, Base, SchemaVersion
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -73,25 +72,11 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables and check the stored schema version.
+    """Bring the store to this code's schema: create it, or upgrade it with its rows kept
+    (Alembic, :func:`app.db.migrate.upgrade`; a store at the newest revision costs one query)."""
+    from app.db.migrate import upgrade
 
-    Raises ``RuntimeError`` when the database was created by another schema version (there is no
-    Alembic yet: rebuild the store from the results files, or migrate by hand).
-    """
-    Base.metadata.create_all(engine)
-    try:
-        with session_scope(engine) as session:
-            if not session.scalars(select(SchemaVersion.version)).all():
-                session.add(SchemaVersion(version=SCHEMA_VERSION))
-    except IntegrityError:  # another process stamped it first
-        pass
-    with session_scope(engine) as session:
-        found = session.scalars(select(SchemaVersion.version)).all()
-        if found != [SCHEMA_VERSION]:
-            raise RuntimeError(
-                f"database schema version {found} does not match this code's {SCHEMA_VERSION}; "
-                "rebuild the store (lpt ingest) or migrate it"
-            )
+    upgrade(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -111,3 +96,45 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (plain or ``file:`` URI form); None for other backends or memory."""
+    parsed = make_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or "mode=memory" in url:
+        return None
+    return Path(unquote(db.removeprefix("file:")))
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist (an empty store, never to be created)."""
+    path = sqlite_file(url)
+    return path is not None and not path.exists()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An Engine that can only read the store at ``url``.
+
+    SQLite: ``file:PATH?mode=ro&uri=true`` (a missing file raises, never gets created) plus
+    ``PRAGMA query_only``. PostgreSQL: every transaction is READ ONLY (psycopg 3 ``read_only``).
+    """
+    path = sqlite_file(url)
+    if path is not None:
+        target = URL.create("sqlite", database=f"file:{quote(str(path.resolve()))}",
+                            query={"mode": "ro", "uri": "true"})
+        engine = create_engine(target, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_read_only(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA query_only=ON")
+
+        return engine
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _pg_read_only(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.read_only = True
+
+    return engine

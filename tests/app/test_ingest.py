@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.db import registry
 from app.db import repository as repo
 from app.db.session import session_scope
 from app.ingest import ingest
@@ -36,11 +37,12 @@ def _pipeline(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_ingest_twice_adds_rows_once(engine, tmp_path: Path) -> None:
     models, shifts, results = _pipeline(tmp_path)
     first = ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
-    assert (sorted(first.models_added), first.batches_added, first.results_added) == (["full_ft", "lpt"], ["fog3"], 4)
+    assert (sorted(first.models_added), first.batches_added, first.results_added) == (
+        ["full_ft@1", "lpt@1"], ["fog3"], 4)
     with session_scope(engine) as s:
         before = repo.count_rows(s)
-        states = {m.name: m.state for m in repo.list_models(s)}
-    assert states == {"lpt": "candidate", "full_ft": "baseline"}
+        states = {v.label: v.stage for v in registry.list_versions(s)}
+    assert states == {"lpt@1": "candidate", "full_ft@1": "baseline"}
     assert (before["shift_batches"], before["eval_runs"], before["job_runs"]) == (2, 4, 1)
     second = ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
     assert (second.models_added, second.batches_added, second.results_added, second.results_present) == ([], [], 0, 4)
@@ -89,5 +91,27 @@ def test_intermediate_phase_skipped_and_random_backbone_is_a_baseline(tmp_path: 
     rand = artifact("lpt_random", "phase2", "random")
     assert is_intermediate(phase1) and not is_intermediate(final)
     fake_hash = lambda p: "h" + p.name  # noqa: E731
-    assert model_values(final, "lpt", fake_hash)["state"] == "candidate"
-    assert model_values(rand, "lpt_random", fake_hash)["state"] == "baseline"
+    assert model_values(final, "lpt", fake_hash)["stage"] == "candidate"
+    assert model_values(rand, "lpt_random", fake_hash)["stage"] == "baseline"
+
+
+def test_a_retrained_model_is_ingested_as_its_next_version(engine, tmp_path: Path) -> None:
+    """Artifacts are immutable: the same name with another artifact is version 2, and the results
+    of each version stay with that version."""
+    models, shifts, results = _pipeline(tmp_path)
+    ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
+    (models / "lpt" / "tensors.bin").write_bytes(b"retrained")
+    for res in (results / "lpt").glob("*.json"):
+        doc = json.loads(res.read_text())
+        doc["model"]["artifact_sha256"] = tree_sha256(models / "lpt")
+        doc["metrics"][0]["value"] = 0.75
+        res.write_text(json.dumps(doc))
+    second = ingest(engine, results_dir=results, models_dir=models, shift_dirs=[shifts], hasher=tree_sha256)
+    assert (second.models_added, second.results_added) == (["lpt@2"], 2)
+    with session_scope(engine) as s:
+        assert [(v.label, v.stage) for v in registry.list_versions(s, current=False) if v.model.name == "lpt"] == [
+            ("lpt@1", "retired"), ("lpt@2", "candidate")]
+        by_version = {}
+        for row in repo.scores(s, groups=("overall",)):
+            by_version.setdefault((row.model, row.version), set()).add(row.value)
+    assert by_version[("lpt", 1)] == {0.5} and by_version[("lpt", 2)] == {0.75}
