@@ -1,38 +1,47 @@
-"""The nightly report (HTML with inline SVG, Markdown, JSON) of one job run.
+"""The nightly report of one job run: HTML (one self-contained file: inline CSS and SVG charts, no
+scripts), Markdown and JSON.
 
-Per batch evaluated by the job: every model's top-1 (LPT/VPT prompt sets next to full fine-tuning
-and linear probing), many/medium/few under shift, the robustness gap (the model's latest clean
-top-1 minus its shifted top-1, per group) and the change since the previous night: the same model's
-latest earlier evaluation on a batch of the same kind (dataset, corruption, severity), with a Wald
-confidence interval. A regression is flagged only when a pooled two-proportion z-test rejects "no
-change" at ``alert_alpha``. Costs per method: trainable and stored parameters, evaluation time.
+Summary first: the deployed model; each batch the job evaluated with the deployed model's top-1
+and its change since the model's previous comparable batch (same dataset, corruption and
+severity, from another job run) with a Wald interval and a pooled two-proportion z-test; the
+deployed model against full fine-tuning on the same batches (difference with a 95% interval); the
+job's alerts and gate decisions. Then one row per model and batch (overall, many, medium, few,
+gap, change), per-class accuracy of the deployed model against its training counts, and the cost
+per method. A regression is flagged only when the z-test rejects "no change" at ``alert_alpha``.
+Charts are :mod:`app.charts` builders (the dashboard's own), rendered offline to SVG; every
+number is read through :mod:`app.db.views`. Rows carry ``kind`` ("measured"; label-free
+estimates will add "estimated" rows with an ``estimator``).
 """
 
 from __future__ import annotations
 
-import html
 import json
-from collections import defaultdict
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import altair as alt
+import pandas as pd
 from sqlalchemy.engine import Engine
 
-from app.db import repository as repo
-from app.db.repository import ScoreRow
-from app.db.schema import JobRun, utcnow
-from app.db.session import session_scope
+from app import charts
+from app import report_render as render
+from app.db import views
+from app.db.schema import utcnow
 from app.settings import Settings
 from app.stats import is_significant_drop, two_proportion_change
 
 GROUPS = ("overall", "many", "medium", "few")
-METHOD_COLOURS = {"lpt": "#1f77b4", "vpt": "#17becf", "full_ft": "#d62728", "linear": "#7f7f7f"}
+# Demo-seeded rows (dashboards.seed_demo) are resampled, not measured: the report never uses them.
+MEASURED = views.ResultFilter(include_demo=False)
+SCHEMA = "lpt-report/2"
+TEST = "pooled two-proportion z-test against the same model's previous evaluation on a batch of the same kind"
 
 
 @dataclass
 class Report:
-    """Where the report went, and the significant regressions it found."""
+    """Where the report went, its rows, and the significant regressions it found."""
 
     paths: dict[str, Path]
     rows: list[dict[str, Any]]
@@ -41,155 +50,208 @@ class Report:
 
 
 def write_report(engine: Engine, settings: Settings, job_run_id: int) -> Report:
-    """Build the report of ``job_run_id`` and write report.{html,md,json} under reports_dir."""
-    with session_scope(engine) as s:
-        job = s.get(JobRun, job_run_id)
-        if job is None:
-            raise KeyError(f"unknown job run {job_run_id}")
-        all_rows = repo.scores(s, groups=GROUPS)
-        alerts = [f"[{a.kind}] {a.message}" for a in repo.alerts_for_job(s, job_run_id)]
-        model_ids = {m.name: m.id for m in repo.list_models(s)}
-    rows, regressions = compare_rows(all_rows, job_run_id, settings.alert_alpha, model_ids)
-    costs = cost_table(all_rows)
-    alert_lines = alerts + [r["message"] for r in regressions]
-    doc = {"job_run_id": job_run_id, "trigger": job.trigger, "code_version": job.code_version,
-           "generated_at": utcnow().isoformat(), "alpha": settings.alert_alpha,
-           "test": "two-proportion z-test against the same model's previous evaluation on the same batch kind",
-           "rows": rows, "regressions": regressions, "costs": costs, "alerts": alert_lines}
+    """Build the report of ``job_run_id`` and write ``<date>_job<id>.{html,md,json}`` under reports_dir."""
+    doc, figures = build_report(engine, settings, job_run_id)
+    svgs = {name: charts.to_svg(chart) for name, chart in figures.items()}
     stem = f"{utcnow():%Y-%m-%d}_job{job_run_id}"
     out = Path(settings.reports_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
     paths["json"].write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
-    paths["md"].write_text(render_markdown(doc), encoding="utf-8")
-    paths["html"].write_text(render_html(doc), encoding="utf-8")
-    return Report(paths, rows, regressions, alert_lines)
+    paths["md"].write_text(render.markdown(doc), encoding="utf-8")
+    paths["html"].write_text(render.html_page(doc, svgs), encoding="utf-8")
+    return Report(paths, doc["rows"], doc["regressions"], doc["alerts"])
 
 
-def compare_rows(
-    all_rows: list[ScoreRow], job_run_id: int, alpha: float, model_ids: dict[str, int]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Tonight's rows with clean gap and change since the previous night; plus the regressions."""
-    clean: dict[tuple[str, str], ScoreRow] = {}
-    history: dict[tuple[str, str, str, int, str], list[ScoreRow]] = defaultdict(list)
-    for r in all_rows:  # oldest first, so later rows win
-        if r.corruption == "none":
-            clean[(r.model, r.grp)] = r
-        history[(r.model, r.dataset, r.corruption, r.severity, r.grp)].append(r)
+def build_report(engine: Engine, settings: Settings, job_run_id: int) -> tuple[dict[str, Any], dict[str, alt.TopLevelMixin]]:
+    """The report document (JSON-ready) and its charts, for job run ``job_run_id``."""
+    jobs = views.job_runs(engine, views.ResultFilter())
+    job = jobs[jobs["job_run_id"] == job_run_id]
+    if job.empty:
+        raise KeyError(f"unknown job run {job_run_id}")
+    models = views.models(engine)
+    runs = views.run_metrics(engine, groups=GROUPS)
+    runs = runs[~runs["is_demo"]]
+    rows, regressions = compare_rows(runs, job_run_id, settings.alert_alpha, dict(zip(models["model"], models["id"])),
+                                     dict(zip(models["model"], models["role"])))
+    pair = views.headline_pair(models)
+    subject = pair[0] if pair else _first_prompt_model(models)
+    tonight = tuple(dict.fromkeys(r["batch"] for r in rows if r["corruption"] != "none"))
+    job_alerts = _job_alerts(engine, job_run_id)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA, "job": _records(job)[0], "generated_at": utcnow().isoformat(),
+        "alpha": settings.alert_alpha, "test": TEST,
+        "subject": _model_info(models, subject), "reference": _model_info(models, pair[1] if pair else None),
+        "batches": [r for r in rows if r["model"] == subject],
+        "versus": _versus(engine, pair, tonight),
+        "job_alerts": job_alerts, "gate": gate_summary(job_alerts, subject, models, settings),
+        "rows": rows, "regressions": regressions,
+        "per_class": _per_class(engine, subject, tonight), "costs": cost_table(runs),
+    }
+    doc["alerts"] = [f"[{a['kind']}] {a['message']}" for a in job_alerts] + [r["message"] for r in regressions]
+    return doc, _figures(engine, doc, models)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+def _first_prompt_model(models: pd.DataFrame) -> str | None:
+    cand = models[models["method"].isin(views.PROMPT_METHODS)]
+    return None if cand.empty else str(cand.iloc[0]["model"])
+
+
+def _model_info(models: pd.DataFrame, name: str | None) -> dict[str, Any] | None:
+    if name is None:
+        return None
+    row = models[models["model"] == name].iloc[0]
+    return {"model": name, "method": row["method"], "method_label": charts.method_label(row["method"]),
+            "state": row["state"], "role": row["role"], "trainable_params": int(row["trainable_params"]),
+            "stored_params": int(row["stored_params"])}
+
+
+def _previous(runs: pd.DataFrame, run: pd.Series, job_run_id: int) -> pd.DataFrame:
+    """The metric rows of ``run``'s model's latest earlier run on a batch of the same kind."""
+    same = runs[(runs["model"] == run["model"]) & (runs["dataset"] == run["dataset"])
+                & (runs["corruption"] == run["corruption"]) & (runs["severity"] == run["severity"])
+                & (runs["job_run_id"] != job_run_id) & (runs["finished_at"] <= run["finished_at"])]
+    if same.empty:
+        return same
+    return same[same["run_id"] == same.iloc[-1]["run_id"]]
+
+
+def _row(g: pd.DataFrame, clean: dict[str, float], roles: dict[str, str]) -> dict[str, Any]:
+    """One model-and-batch row of the compact table (before the change columns)."""
+    first, by = g.iloc[0], g.set_index("grp")
+    overall = by.loc["overall"] if "overall" in by.index else None
+    value = None if overall is None else float(overall["value"])
+    shifted = first["corruption"] != "none"
+    return {
+        "model": first["model"], "method": first["method"], "state": first["state"],
+        "role": roles.get(first["model"], first["state"]), "batch": first["batch_id"],
+        "batch_kind": first["batch_kind"], "dataset": first["dataset"], "corruption": first["corruption"],
+        "severity": int(first["severity"]), "condition": render.condition(first["corruption"], first["severity"]),
+        "kind": "measured", "estimator": None, "n": None if overall is None else int(overall["n"]),
+        "top1": value, "ci_low": _num(None if overall is None else overall["ci_low"]),
+        "ci_high": _num(None if overall is None else overall["ci_high"]),
+        **{grp: _num(by.loc[grp, "value"]) if grp in by.index else None for grp in GROUPS[1:]},
+        "gap": clean[first["model"]] - value if shifted and value is not None and first["model"] in clean else None,
+        "evaluated_at": first["finished_at"].isoformat() if pd.notna(first["finished_at"]) else None,
+    }
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def compare_rows(runs: pd.DataFrame, job_run_id: int, alpha: float, model_ids: dict[str, int],
+                 roles: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One row per (model, batch) the job evaluated, with the change since the model's previous
+    comparable batch; plus the significant regressions (per group: overall, many, medium, few)."""
+    overall = runs[runs["grp"] == "overall"]
+    clean = overall[overall["corruption"] == "none"].groupby("model")["value"].last().to_dict()
+    tonight = runs[runs["job_run_id"] == job_run_id]
     rows, regressions = [], []
-    for r in (r for r in all_rows if r.job_run_id == job_run_id):
-        ref = clean.get((r.model, r.grp))
-        row = {"model": r.model, "method": r.method, "state": r.state, "batch": r.batch_id, "kind": r.batch_kind,
-               "corruption": r.corruption, "severity": r.severity, "group": r.grp, "top1": r.value,
-               "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n,
-               "gap": None if ref is None or r.corruption == "none" else ref.value - r.value}
-        prev = [p for p in history[(r.model, r.dataset, r.corruption, r.severity, r.grp)] if p.job_run_id != job_run_id]
-        if prev and r.n > 0 and prev[-1].n > 0:
-            change = two_proportion_change(prev[-1].value, prev[-1].n, r.value, r.n, alpha)
-            row.update(prev_batch=prev[-1].batch_id, change=change.delta, change_ci=[change.ci_low, change.ci_high],
-                       p_value=change.p_value, regression=is_significant_drop(change, alpha))
-            if row["regression"]:
-                regressions.append({**row, "model_id": model_ids.get(r.model), "batch_id": r.batch_id,
-                                    "message": f"{r.model} on {r.batch_id} ({r.grp}): top-1 {change.delta:+.4f} vs "
-                                               f"{prev[-1].batch_id} (p = {change.p_value:.2g})"})
+    for _, g in tonight.groupby("run_id", sort=False):
+        row = _row(g, clean, roles or {})
+        prev = _previous(runs, g.iloc[0], job_run_id).set_index("grp")
+        current = g.set_index("grp")
+        for grp in (grp for grp in GROUPS if grp in current.index and grp in prev.index):
+            cur, old = current.loc[grp], prev.loc[grp]
+            if cur["n"] < 1 or old["n"] < 1:
+                continue
+            change = two_proportion_change(float(old["value"]), int(old["n"]), float(cur["value"]), int(cur["n"]), alpha)
+            if grp == "overall":
+                row.update(prev_batch=old["batch_id"], change=change.delta, change_ci=[change.ci_low, change.ci_high],
+                           p_value=change.p_value, regression=is_significant_drop(change, alpha))
+            if is_significant_drop(change, alpha):
+                row.setdefault("regression_groups", []).append(grp)
+                regressions.append({**row, "group": grp, "version_id": model_ids.get(row["model"]), "batch_id": row["batch"],
+                                    "change": change.delta, "p_value": change.p_value,
+                                    "message": f"{row['model']} on {row['batch']} ({grp}): top-1 {change.delta:+.4f} vs "
+                                               f"{old['batch_id']} (p = {change.p_value:.2g})"})
         rows.append(row)
+    order = {m: i for i, m in enumerate(roles or {})}
+    rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["batch"]))
     return rows, regressions
 
 
-def cost_table(all_rows: list[ScoreRow]) -> list[dict[str, Any]]:
-    """Per method: parameter counts and mean evaluation time over its overall-group runs."""
-    acc: dict[str, dict[str, Any]] = {}
-    for r in all_rows:
-        if r.grp != "overall":
-            continue
-        c = acc.setdefault(r.method, {"method": r.method, "trainable_params": r.trainable_params,
-                                      "stored_params": r.stored_params, "runs": 0, "eval_seconds": 0.0,
-                                      "images_per_second": 0.0})
-        c["runs"] += 1
-        c["eval_seconds"] += r.eval_seconds
-        c["images_per_second"] += r.images_per_second
-    for c in acc.values():
-        c["mean_eval_seconds"] = c.pop("eval_seconds") / c["runs"]
-        c["mean_images_per_second"] = c.pop("images_per_second") / c["runs"]
-    return sorted(acc.values(), key=lambda c: c["method"])
+def _versus(engine: Engine, pair: tuple[str, str] | None, tonight: tuple[str, ...]) -> dict[str, Any] | None:
+    """Subject against reference per measure: on this job's shifted batches, and on every batch."""
+    if pair is None:
+        return None
+    return {"model": pair[0], "reference": pair[1],
+            "tonight": _records(views.paired_comparison(engine, MEASURED, *pair, shifted_batches=tonight)),
+            "all": _records(views.paired_comparison(engine, MEASURED, *pair))}
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
-    return str(value)
+def _job_alerts(engine: Engine, job_run_id: int) -> list[dict[str, Any]]:
+    alerts = views.alerts(engine, views.ResultFilter())
+    mine = alerts[alerts["job_run_id"] == job_run_id].iloc[::-1]  # oldest first
+    return _records(mine[["at", "kind", "model", "batch_id", "message"]])
 
 
-TABLE_COLUMNS = ("batch", "corruption", "severity", "model", "method", "state", "group", "top1", "gap", "change",
-                 "change_ci", "p_value", "regression")
+def gate_summary(job_alerts: list[dict[str, Any]], subject: str | None, models: pd.DataFrame,
+                 settings: Settings) -> dict[str, Any]:
+    """What the deployment gate did in this job: its promotions/rollbacks, or why nothing moved."""
+    changes = [a["message"] for a in job_alerts if a["kind"] in ("promotion", "rollback")]
+    deployed = models.loc[models["state"] == "deployed", "model"].tolist()
+    rule = (f"a candidate (LPT or VPT) replaces the deployed model when, over the last {settings.gate_recent_batches} "
+            f"shifted batches both have, its mean top-1 is higher by more than {settings.gate_min_gain:g} with "
+            f"p < {settings.alert_alpha:g} (pooled z-test), losing at most {settings.gate_max_clean_drop:g} clean top-1")
+    if changes:
+        decision = "; ".join(changes)
+    elif deployed:
+        decision = f"no change: {deployed[0]} stays deployed (no candidate met the rule)"
+    else:
+        decision = "nothing is deployed, so the gate did nothing: deploy with `lpt models promote NAME --reason ...`"
+    return {"deployed": deployed[0] if deployed else None, "changes": changes, "decision": decision, "rule": rule,
+            "subject_is_deployed": bool(deployed) and deployed[0] == subject}
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
-    """The report as Markdown."""
-    lines = [f"# Nightly report: job {doc['job_run_id']} ({doc['trigger']})", "",
-             f"Code version `{doc['code_version']}`, generated {doc['generated_at']}. Regressions: {doc['test']}, "
-             f"alpha = {doc['alpha']}.", "", "## Accuracy per batch", "",
-             "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in TABLE_COLUMNS) + " |" for r in doc["rows"]]
-    lines += ["", "## Cost per method", "", "| method | trainable params | stored params | runs | mean eval s | images/s |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {c['method']} | {c['trainable_params']} | {c['stored_params']} | {c['runs']} | "
-              f"{c['mean_eval_seconds']:.3f} | {c['mean_images_per_second']:.1f} |" for c in doc["costs"]]
-    lines += ["", "## Alerts", ""] + ([f"- {a}" for a in doc["alerts"]] or ["- none"])
-    return "\n".join(lines) + "\n"
+def _per_class(engine: Engine, subject: str | None, tonight: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The subject's per-class top-1 (clean, and on this job's shifted batches) with training counts."""
+    if subject is None:
+        return []
+    per_class = views.per_class_accuracy(engine, MEASURED, shifted_batches=tonight or None)
+    return _records(per_class[per_class["model"] == subject].sort_values(["class_id", "condition"]))
 
 
-def render_html(doc: dict[str, Any]) -> str:
-    """The report as one self-contained HTML page (inline CSS and SVG, no external resources)."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in TABLE_COLUMNS)
-    body = "".join(
-        "<tr" + (' class="reg"' if r.get("regression") else "") + ">"
-        + "".join(f"<td>{esc(_fmt(r.get(c)))}</td>" for c in TABLE_COLUMNS) + "</tr>"
-        for r in doc["rows"]
-    )
-    costs = "".join(f"<tr><td>{esc(c['method'])}</td><td>{c['trainable_params']}</td><td>{c['stored_params']}</td>"
-                    f"<td>{c['mean_eval_seconds']:.3f}</td></tr>" for c in doc["costs"])
-    alerts = "".join(f"<li>{esc(a)}</li>" for a in doc["alerts"]) or "<li>none</li>"
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>lpt nightly report, job {doc['job_run_id']}</title><style>"
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:2px 6px;font-size:12px}tr.reg{background:#fdd}</style></head><body>"
-        f"<h1>Nightly report: job {doc['job_run_id']} ({esc(doc['trigger'])})</h1>"
-        f"<p>Code version <code>{esc(doc['code_version'])}</code>, generated {esc(doc['generated_at'])}. "
-        f"Regressions: {esc(doc['test'])}, alpha = {doc['alpha']}.</p>"
-        f"<h2>Top-1 per batch</h2>{bar_chart_svg(doc['rows'])}"
-        f"<h2>Accuracy per batch</h2><table><tr>{head}</tr>{body}</table>"
-        "<h2>Cost per method</h2><table><tr><th>method</th><th>trainable params</th><th>stored params</th>"
-        f"<th>mean eval s</th></tr>{costs}</table><h2>Alerts</h2><ul>{alerts}</ul></body></html>\n"
-    )
+def cost_table(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per method: parameter counts and mean evaluation time over its runs."""
+    overall = runs[runs["grp"] == "overall"]
+    if overall.empty:
+        return []
+    agg = overall.groupby("method").agg(trainable_params=("trainable_params", "max"),
+                                        stored_params=("stored_params", "max"), runs=("run_id", "nunique"),
+                                        mean_eval_seconds=("eval_seconds", "mean"),
+                                        mean_images_per_second=("images_per_second", "mean"))
+    return _records(agg.fillna(0.0).reset_index())
 
 
-def bar_chart_svg(rows: list[dict[str, Any]], width: int = 720, height: int = 240) -> str:
-    """Grouped bars of overall top-1 per batch, one bar per model, coloured by method (inline SVG)."""
-    overall = [r for r in rows if r["group"] == "overall"]
-    batches = list(dict.fromkeys(r["batch"] for r in overall))
-    if not batches:
-        return "<p>No overall results in this run.</p>"
-    esc, pad, slot = html.escape, 30, (width - 40) / len(batches)
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 40}' role='img'>"]
-    for i, batch in enumerate(batches):
-        bars = [r for r in overall if r["batch"] == batch]
-        w = max(slot * 0.8 / len(bars), 1.0)
-        for j, r in enumerate(bars):
-            h = max(0.0, min(1.0, r["top1"])) * (height - pad)
-            x, y = 40 + i * slot + j * w, height - h
-            colour = METHOD_COLOURS.get(r["method"], "#999")
-            parts.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{w:.1f}' height='{h:.1f}' fill='{colour}'>"
-                         f"<title>{esc(r['model'])} on {esc(batch)}: {r['top1']:.4f}</title></rect>")
-        parts.append(f"<text x='{40 + i * slot:.1f}' y='{height + 14}' font-size='10'>{esc(batch[:18])}</text>")
-    parts.append(f"<line x1='38' y1='{pad}' x2='38' y2='{height}' stroke='#000'/>"
-                 f"<text x='0' y='{pad + 4}' font-size='10'>1.0</text><text x='0' y='{height}' font-size='10'>0.0</text>")
-    legend = " ".join(f"<tspan fill='{c}'>&#9632; {m}</tspan>" for m, c in METHOD_COLOURS.items())
-    parts.append(f"<text x='40' y='{height + 34}' font-size='11'>{legend}</text></svg>")
-    return "".join(parts)
+def _figures(engine: Engine, doc: dict[str, Any], models: pd.DataFrame) -> dict[str, alt.TopLevelMixin]:
+    """The report's charts (only those with data), built by the dashboard's chart functions."""
+    colours = charts.model_colours(models)
+    figures: dict[str, alt.TopLevelMixin] = {}
+    versus = doc["versus"]
+    if versus and versus["all"]:
+        a, b = versus["model"], versus["reference"]
+        n = next(r["n_batches"] for r in versus["all"] if r["measure"] == "shifted")
+        figures["versus"] = charts.headline_comparison(
+            pd.DataFrame(versus["all"]), a, b, colours, title=f"{a} vs {b} on the {n} shifted batches both have")
+    tonight = pd.DataFrame([r for r in doc["rows"] if r["top1"] is not None])
+    if not tonight.empty:
+        tonight = tonight.assign(batch=tonight["condition"] + " (" + tonight["batch"].str[-8:] + ")",
+                                 value=tonight["top1"])
+        figures["batches"] = charts.batch_top1(tonight, colours, title="Top-1 of every model on this job's batches")
+    shown = [versus["model"], versus["reference"]] if versus else [doc["subject"]["model"]] if doc["subject"] else []
+    trend = views.nightly_trend(engine, MEASURED)
+    trend = trend[trend["model"].isin(shown)]
+    if trend["night"].nunique() > 1:
+        figures["trend"] = charts.nightly_trend(trend, None, colours, title="Top-1 on shifted batches, night by night")
+    if doc["per_class"]:
+        figures["classes"] = charts.class_accuracy_vs_frequency(
+            pd.DataFrame(doc["per_class"]), colours, title=f"Per-class top-1 of {doc['subject']['model']} "
+                                                           "against its training images")
+    return figures

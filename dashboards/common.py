@@ -22,6 +22,8 @@ lpt ingest --models models --shifts data/shifts/eval --results results   # load 
 python -m dashboards.seed_demo --nights 7   # optional: demo nights derived from those results
 """
 _STATE = "_filters"
+MODEL_COLUMNS = {"clean_acc": "clean", "shifted_acc": "shifted (mean)", "trainable_params": "trainable params",
+                 "stored_params": "stored params", "n_batches": "batches", "demo_batches": "demo batches"}
 ALL = "(all)"
 
 

@@ -3,7 +3,9 @@
 One Engine per database URL (``st.cache_resource``) and one cached DataFrame per (URL, filter)
 (``st.cache_data(ttl=60)``); the work itself is done by :mod:`app.db.views`. The URL comes from
 the service's setting ``LPT_DB_URL`` so the dashboard reads the store the service writes.
-A SQLite file that does not exist yet is reported as an empty store and is never created here.
+The dashboard only reads: SQLite is opened read-only (``file:PATH?mode=ro&uri=true``), so a file
+that does not exist yet is reported as an empty store and is never created here; PostgreSQL
+sessions are read-only (and should use a read-only role, docs/DASHBOARD.md).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
+from app import charts
 from app.db import views
-from app.db.session import make_engine
+from app.db.session import missing_sqlite_file, read_only_engine
 from app.db.views import ResultFilter
 from app.settings import load_settings
 
@@ -32,22 +35,16 @@ def reports_dir() -> Path:
     return Path(load_settings().reports_dir)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
-    db = parsed.database
-    return parsed.get_backend_name() == "sqlite" and bool(db) and db != ":memory:" and not Path(db).exists()
-
-
 @st.cache_resource(show_spinner=False)
 def engine(url: str) -> Engine:
-    """The shared Engine for ``url`` (one per process)."""
-    return make_engine(url)
+    """The shared read-only Engine for ``url`` (one per process)."""
+    return read_only_engine(url)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def store_counts(url: str) -> dict[str, int]:
     """Rows per service table (all 0 when the SQLite file or the tables do not exist)."""
-    if _missing_sqlite_file(url):
+    if missing_sqlite_file(url):
         return dict.fromkeys(views.TABLES, 0)
     return views.store_counts(engine(url))
 
@@ -128,3 +125,27 @@ def eval_runs(url: str, flt: ResultFilter) -> pd.DataFrame:
 def job_runs(url: str, flt: ResultFilter) -> pd.DataFrame:
     """Job runs with their report paths."""
     return views.job_runs(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def models(url: str) -> pd.DataFrame:
+    """Every registered model with its role, deployed first."""
+    return views.models(engine(url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def colours(url: str) -> dict[str, str]:
+    """model -> colour over every registered model, so each page colours a model alike."""
+    return charts.model_colours(views.models(engine(url)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def comparison(url: str, flt: ResultFilter, model_a: str, model_b: str) -> pd.DataFrame:
+    """Two models per measure on their common batches, with intervals and batch counts."""
+    return views.paired_comparison(engine(url), flt, model_a, model_b)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def latest_batches(url: str, flt: ResultFilter, models_: tuple[str, ...], limit: int = 6) -> pd.DataFrame:
+    """Top-1 of some models on the latest shifted batches of the first one."""
+    return views.latest_batches(engine(url), flt, models_, limit)

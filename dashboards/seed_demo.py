@@ -28,6 +28,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from app.db import registry
 from app.db import repository as repo
 from app.db.schema import ShiftBatch
 from app.db.session import make_engine, session_scope
@@ -118,10 +119,15 @@ def _plan_night(session: Session, real: pd.DataFrame, night: datetime, per_night
         values = _demo_batch_values(repo.get_batch(session, real_id), night)
         for model_name, rows in real[real["batch_id"] == real_id].groupby("model", sort=True):
             metrics = resample(rows, rng)
-            model = repo.get_model(session, model_name)
+            model = _version(session, model_name)
             if repo.run_status(session, model.id, values["id"], DEMO_CODE_VERSION) != "succeeded":
                 plan.append((values, model_name, metrics))
     return plan
+
+
+def _version(session: Session, label: str):  # noqa: ANN202 - an app.db.schema.ModelVersion
+    """The model version a views label names (``name``, or ``name@N`` once a model has versions)."""
+    return registry.get_version(session, *registry.parse_model_ref(label))
 
 
 def _seed_night(engine: Engine, real: pd.DataFrame, night: datetime, per_night: int,
@@ -137,7 +143,7 @@ def _seed_night(engine: Engine, real: pd.DataFrame, night: datetime, per_night: 
             batch, created = repo.upsert_batch(session, values)
             if created:
                 summary.batches_added.append(batch.id)
-            run = repo.begin_eval_run(session, repo.get_model(session, model_name).id, batch.id,
+            run = repo.begin_eval_run(session, _version(session, model_name).id, batch.id,
                                       DEMO_CODE_VERSION, job.id)
             repo.complete_eval_run(session, run.id, {"metrics": metrics, "eval_seconds": 0.0,
                                                      "images_per_second": 0.0, "device": "demo"})

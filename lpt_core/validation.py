@@ -49,7 +49,8 @@ class ValidationReport:
         """A human-readable multi-line summary naming each failed expectation and its offending values."""
         if self.success:
             return f"{self.suite}: all expectations passed"
-        lines = [f"{self.suite}: {len(self.failures)} expectation(s) failed"]
+        lines = [plain_words(f) for f in self.failures]  # plain words first, then the expectation details
+        lines.append(f"{self.suite}: {len(self.failures)} expectation(s) failed")
         for f in self.failures:
             lines.append(f"  - [{f['table']}] {f['expectation']} {f['target']}: {f['offending']}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -69,6 +70,40 @@ class ValidationReport:
         (out / f"{stem}.html").write_text(render_html(self))
         self.paths = {"json": str(out / f"{stem}.json"), "html": str(out / f"{stem}.html")}
         return self.paths
+
+
+def _plural(word: str, n: Any) -> str:
+    return word if n == 1 else (word[:-1] + "ies" if word.endswith("y") else word + "s")
+
+
+def _num(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def plain_words(f: dict[str, Any]) -> str:
+    """One failed expectation in plain words, e.g. "64 labels out of range 0..4; first: 7 at index 0"."""
+    kind, exp, off = f["expectation"], f["expected"], f["offending"]
+    column = f["target"].get("column") or " and ".join(str(v) for v in f["target"].values())
+    values, count = off.get("values") or [], off.get("unexpected_count")
+    first = f"; first: {values[0]!r}" if values else ""
+    first += f" at index {off['first_index']}" if values and off.get("first_index") is not None else ""
+    if kind == "expect_column_values_to_be_between":
+        lo, hi = _num(exp.get("min_value")), _num(exp.get("max_value"))
+        bounds = f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if hi is None else f"<= {hi}"
+        return f"{count} {_plural(column, count)} out of range {bounds}{first}"
+    if kind == "expect_column_values_to_be_in_set":
+        if count == 1 and values:
+            return f"{column} is {values[0]!r}, expected one of {exp.get('value_set')}"
+        return f"{count} {_plural(column, count)} not in {exp.get('value_set')}{first}"
+    if kind == "expect_column_values_to_not_be_in_set":
+        return f"{count} {_plural(column, count)} already registered (a duplicate){first}"
+    if kind == "expect_column_values_to_not_be_null":
+        return f"{count} missing {_plural(column, count)}{first}"
+    if kind == "expect_column_values_to_be_unique":
+        return f"{count} duplicate {_plural(column, count)}{first}"
+    if kind == "expect_column_pair_values_to_be_equal" and values:
+        return f"{column} differ: {' vs '.join(str(v) for v in values[0])}"
+    return f"{kind} failed on {column}: {off}"
 
 
 # --------------------------------------------------------------------------- GX plumbing
@@ -106,10 +141,23 @@ def _collect(suite: str, tables: dict[str, tuple[pd.DataFrame, list[Any]]]) -> V
     results, failures = {}, []
     for name, (df, exps) in tables.items():
         res = _run_table(name, df, exps)
-        doc = res.to_json_dict()
+        doc = without_run_details(res.to_json_dict())
         results[name] = doc
         failures += [_failure(name, r) for r in doc["results"] if not r["success"]]
     return ValidationReport(suite, not failures, failures, {"suite": suite, "tables": results})
+
+
+#: keys of a GX result that describe the run (times, random ids), not the data
+RUN_DETAIL_KEYS = frozenset({"ge_load_time", "run_id", "validation_time", "validation_id"})
+
+
+def without_run_details(doc: Any) -> Any:
+    """``doc`` without :data:`RUN_DETAIL_KEYS` at any depth: the same data gives the same report bytes."""
+    if isinstance(doc, dict):
+        return {k: without_run_details(v) for k, v in doc.items() if k not in RUN_DETAIL_KEYS}
+    if isinstance(doc, list):
+        return [without_run_details(v) for v in doc]
+    return doc
 
 
 def _failure(table: str, r: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +167,8 @@ def _failure(table: str, r: dict[str, Any]) -> dict[str, Any]:
     res = r.get("result") or {}
     if "partial_unexpected_list" in res:
         offending: Any = {"unexpected_count": res.get("unexpected_count"), "values": res["partial_unexpected_list"]}
+        if res.get("partial_unexpected_index_list"):
+            offending["first_index"] = res["partial_unexpected_index_list"][0]
     else:
         offending = {"observed_value": res.get("observed_value")}
     exc = (r.get("exception_info") or {}).get("exception_message")
@@ -167,13 +217,18 @@ def _array_expectations(gxe: Any, image_shape: tuple[int, int], min_images: int)
 
 
 def expected_counts(meta: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """(train, val) per-class counts the stored profile implies, recomputed from its parameters."""
+    """(train, val) per-class counts the stored profile implies, recomputed from its parameters
+    (the released protocol: no hold-out; val = the official list's recorded counts, or none)."""
     prof = meta["profile"]
     if prof["kind"] == "longtail":
         before = longtail.longtail_counts(int(prof["n_max"]), int(prof["num_classes"]), float(prof["rho"]))
     else:
         before = [int(c) for c in prof["counts_before_holdout"]]
     rule = prof["val_rule"]
+    if "official_list" in rule:  # released protocol: whole split trains, the source's val list validates
+        return before, [int(c) for c in prof["official_val_counts"]]
+    if "none" in rule:  # released protocol without an official list: empty val split
+        return before, [0] * len(before)
     hold = int(rule["val_per_class"]) if "val_per_class" in rule else float(rule["val_fraction"])
     val = longtail.holdout_sizes(before, hold)
     return [b - v for b, v in zip(before, val)], val

@@ -1,6 +1,7 @@
 """Data and runs: shift batches with provenance and validation, evaluation and job runs, reports."""
 
 import json
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -49,10 +50,13 @@ else:
     if not path.is_file():
         st.warning(f"Report file `{path}` is not on this machine (cwd `{Path.cwd()}`).")
     else:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        st.download_button("Download report", text, file_name=path.name, key="dr_download")
-        with st.expander(f"{path.name}", expanded=path.suffix == ".md"):
-            if path.suffix == ".md":
-                st.markdown(text)
+        # The HTML report has the charts; its Markdown twin (same stem) reads inline here.
+        st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, key="dr_download")
+        twin = path.with_suffix(".md")
+        shown = twin if twin.is_file() else path
+        text = shown.read_text(encoding="utf-8", errors="replace")
+        with st.expander(f"Preview of {shown.name}", expanded=False):
+            if shown.suffix == ".md":
+                st.markdown(re.sub(r"^(#{1,3}) ", lambda m: "#" * (len(m.group(1)) + 3) + " ", text, flags=re.M))
             else:
-                st.code(text[:20000], language="json" if path.suffix == ".json" else None)
+                st.code(text[:20000], language="json" if shown.suffix == ".json" else None)

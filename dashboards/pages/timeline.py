@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, common, queries
+from app import charts
+from dashboards import common, queries
 
 url, flt = common.page_setup("Timeline")
 trend = queries.trend(url, flt)
@@ -18,9 +19,10 @@ else:
         "at": changes["at"],
         "label": changes["model"] + ": " + changes["from_state"] + " -> " + changes["to_state"],
     })
-    st.altair_chart(charts.nightly_trend(trend, marks), key="tl_trend")
+    st.altair_chart(charts.nightly_trend(trend, marks, queries.colours(url)), key="tl_trend", theme=None)
     st.caption("Points: one shifted batch each; lines: the nightly mean; dashed rules: state changes.")
     nightly = trend.groupby(["night", "model"])["value"].mean().unstack("model")
+    nightly = nightly[[m for m in queries.colours(url) if m in nightly.columns]]  # deployed first
     nightly.index = nightly.index.strftime("%Y-%m-%d")
     shown, config = common.as_percent(nightly.sort_index(ascending=False), list(nightly.columns))
     st.dataframe(shown, column_config=config)

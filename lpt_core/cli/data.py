@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SHIFTS_ROOT = Path("data/shifts")
+DEFAULT_PREPARED = Path("data/prepared/target")  # the pipeline's prepared target dataset (dvc.yaml)
+DEFAULT_MAKE_SIZE = 500  # images per generated batch, or the whole test split if it is smaller
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_list)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset the labels refer to")
+def _common(p: argparse.ArgumentParser, data: Path | None = None) -> None:
+    if data is None:
+        p.add_argument("--data", type=Path, required=True, help="prepared dataset the labels refer to")
+    else:
+        p.add_argument("--data", type=Path, default=data, help=f"prepared dataset the labels refer to (default: {data})")
     p.add_argument("--shifts-root", type=Path, default=DEFAULT_SHIFTS_ROOT, help="where batches are stored")
     p.add_argument("--no-dvc", action="store_true", help="store without DVC versioning (no DVC repo needed)")
     p.add_argument("--report-dir", type=Path, default=None, help="write the validation result of a refused batch here")
@@ -45,11 +50,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _register_make(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("make", help="corrupt part of the prepared test split into a new batch")
-    _common(m)
+    _common(m, DEFAULT_PREPARED)
     m.add_argument("--corruption", required=True, help="a corruption name or 'mixture'")
     m.add_argument("--severity", type=int, default=None, help="1..5 (not used by mixture)")
-    m.add_argument("--size", type=int, required=True, help="number of test images")
-    m.add_argument("--seed", type=int, required=True)
+    m.add_argument("--size", type=int, default=None,
+                   help=f"number of test images (default: {DEFAULT_MAKE_SIZE}, or the whole test split if smaller)")
+    m.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: drawn and printed, so the batch can be made again)")
     m.set_defaults(func=_make)
 
 
@@ -103,8 +110,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _make(args: argparse.Namespace) -> int:
     from lpt_core.data.batches import make_batch
+    from lpt_core.data.store import load_prepared
 
-    batch = make_batch(args.data, args.shifts_root, args.corruption, args.severity, args.size, args.seed,
+    size = args.size
+    if size is None:
+        size = min(DEFAULT_MAKE_SIZE, len(load_prepared(args.data).test))
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    severity = "" if args.severity is None else f" --severity {args.severity}"
+    # Printed before the work, so even a refused batch can be made again exactly.
+    print(f"making {size} images of {args.corruption} from {args.data}, seed {seed} (again: lpt shift make "
+          f"--data {args.data} --corruption {args.corruption}{severity} --size {size} --seed {seed})")
+    batch = make_batch(args.data, args.shifts_root, args.corruption, args.severity, size, seed,
                        use_dvc=not args.no_dvc, report_dir=args.report_dir)  # fmt: skip
     _print_batch(batch)
     return 0
@@ -126,6 +142,8 @@ def _print_batch(batch: object) -> None:
     print(f"  kind:         {meta['kind']} ({meta['corruption']}, severity {meta['severity']}), {meta['size']} images")
     print(f"  content hash: {meta['content_hash']}")
     print(f"  dvc md5:      {batch.dvc_hash or '(not versioned: --no-dvc)'}")  # type: ignore[attr-defined]
+    if "seed" in meta:
+        print(f"  seed:         {meta['seed']}")
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from app import gate
+from app.db import registry
 from app.db import repository as repo
-from app.db.schema import ModelEvent
+from app.db.schema import Alert, ModelEvent
 from app.db.session import session_scope
 from app.ingest import ingest
 from app.jobs import run_job
@@ -48,13 +49,13 @@ def test_manual_promote_and_rollback_record_events_and_alerts(settings, engine) 
     with session_scope(engine) as s:
         gate.promote(s, "lpt_a", "first deployment")
         gate.promote(s, "lpt_b", "better on fog")
-        assert [m.name for m in repo.list_models(s, ["deployed"])] == ["lpt_b"]
-        assert gate.rollback(s, "fog regression").startswith("rolled back lpt_b -> lpt_a")
-        assert [m.name for m in repo.list_models(s, ["deployed"])] == ["lpt_a"]
+        assert [v.label for v in registry.list_versions(s, ["deployed"])] == ["lpt_b@1"]
+        assert gate.rollback(s, "fog regression").startswith("rolled back lpt_b@1 -> lpt_a@1")
+        assert [v.label for v in registry.list_versions(s, ["deployed"])] == ["lpt_a@1"]
         events = [(e.from_state, e.to_state) for e in s.scalars(select(ModelEvent).order_by(ModelEvent.id))][3:]
         assert events == [("candidate", "deployed"), ("deployed", "retired"), ("candidate", "deployed"),
                           ("deployed", "retired"), ("retired", "deployed")]
-        assert [a.kind for a in s.scalars(select(repo.Alert))] == ["promotion", "promotion", "rollback"]
+        assert [a.kind for a in s.scalars(select(Alert))] == ["promotion", "promotion", "rollback"]
     with pytest.raises(ValueError, match="non-empty reason"), session_scope(engine) as s:
         gate.promote(s, "lpt_b", " ")
     with pytest.raises(KeyError, match="unknown model 'nope'"), session_scope(engine) as s:
@@ -75,7 +76,7 @@ def test_auto_gate_rule(settings, engine, b_shift: float, b_clean: float, promot
     summary = _run(settings, engine, acc)
     assert bool(summary.gate_changes) == promoted
     with session_scope(engine) as s:
-        deployed = gate.deployed_model(s).name
+        deployed = gate.deployed_model(s).model.name
         assert deployed == ("lpt_b" if promoted else "lpt_a")
         if promoted:
             event = s.scalars(select(ModelEvent).order_by(ModelEvent.id.desc())).first()
@@ -93,10 +94,12 @@ def test_report_flags_only_significant_regressions(settings, engine) -> None:
     doc = json.loads(Path(summary.report_path).with_suffix(".json").read_text())
     flagged = {(r["model"], r["group"]) for r in doc["regressions"]}
     assert flagged == {("lpt_a", g) for g in ("overall", "many", "medium", "few")}
-    row = next(r for r in doc["rows"] if r["model"] == "lpt_b" and r["group"] == "overall")
+    row = next(r for r in doc["rows"] if r["model"] == "lpt_b")  # one row per model and batch
     assert row["prev_batch"] == "fog1" and row["change"] == pytest.approx(-0.01) and not row["regression"]
-    gap = next(r for r in doc["rows"] if r["model"] == "lpt_a" and r["group"] == "overall")["gap"]
-    assert gap is not None
+    assert {r["model"] for r in doc["rows"]} == {"lpt_a", "lpt_b", "ft"} and len(doc["rows"]) == 3
+    lpt_a = next(r for r in doc["rows"] if r["model"] == "lpt_a")
+    assert lpt_a["regression"] and lpt_a["regression_groups"] == ["overall", "many", "medium", "few"]
+    assert lpt_a["gap"] is not None
     with session_scope(engine) as s:
         kinds = [a.kind for a in repo.alerts_for_job(s, summary.job_run_id)]
     assert kinds.count("regression") == 4

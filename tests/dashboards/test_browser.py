@@ -1,4 +1,5 @@
-"""Real-browser test: streamlit run + headless chromium over DevTools, one screenshot per page."""
+"""Real-browser test: streamlit run + headless chromium (Playwright), one screenshot per page and one
+of the nightly report."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def _driver():
 
 
 @pytest.mark.browser
-def test_every_page_renders_in_chromium(tmp_path: Path) -> None:
+def test_every_page_and_the_report_render_in_chromium(tmp_path: Path) -> None:
+    pytest.importorskip("playwright", reason="pip install playwright (drives Debian's chromium)")
     driver = _driver()
     if driver.find_chromium() is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
@@ -41,9 +43,19 @@ def test_every_page_renders_in_chromium(tmp_path: Path) -> None:
         shot = by_page[page]
         assert not shot.exception, f"/{page} shows an exception:\n{shot.text[:2000]}"
         assert shot.text.startswith(title), f"/{page} starts with {shot.text[:80]!r}"
+        assert shot.charts == shot.charts_rendered, f"/{page}: {shot.charts_rendered} of {shot.charts} charts drawn"
+        assert not shot.deploy_button, f"/{page} shows Streamlit's Deploy button"
         assert shot.png.stat().st_size > 20_000 and shot.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    overview = by_page[""].text
-    for figure in (EXPECTED["lpt_main"]["clean"], EXPECTED["ft_base"]["shifted"], EXPECTED["shifted_diff"]):
-        assert figure in overview
+    overview = by_page[""]
+    assert overview.headings[:2] == ["Overview", EXPECTED["headline"]]  # deployed model vs full fine-tuning
+    assert overview.charts == 2  # the headline comparison and the latest batches
+    assert EXPECTED["lpt_main"]["shifted"] in overview.text  # the deployed model's shifted top-1 tile
+    assert f"{EXPECTED['shifted_diff']} vs ft_base [+7.5, +12.5]" in overview.text
+    assert by_page["shift_explorer"].charts == 3 and by_page["long_tail"].charts == 2
     assert "backbone fingerprint mismatch" in by_page["data_runs"].text
     assert "Nightly report" in by_page["data_runs"].text
+
+    html = driver.write_latest_report(url, tmp_path / "reports")
+    shot = driver.capture_report(html, tmp_path / "screenshots" / "report.png")
+    assert shot.headings[1] == "Summary" and "Deployed" in shot.text and "lpt_main (LPT" in shot.text
+    assert shot.charts >= 3 and shot.png.stat().st_size > 20_000

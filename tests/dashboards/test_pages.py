@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dash_store import EXPECTED, FAILED_ERROR
+from dash_store import EXPECTED, FAILED_ERROR, add_model
 
 APP = "../../dashboards/app.py"
 PAGES = ["pages/overview.py", "pages/shift_explorer.py", "pages/long_tail.py", "pages/timeline.py",
@@ -55,21 +55,45 @@ def test_page_guides_on_empty_store(empty_url: str, page: str) -> None:
     assert not at.dataframe and not at.metric
 
 
-def test_overview_shows_seeded_figures(seeded_url: str) -> None:
+def test_overview_leads_with_the_deployed_model_against_full_ft(seeded_url: str) -> None:
     at = _open(PAGES[0])
-    metrics = _metrics(at)
-    assert metrics["Clean accuracy"] == [EXPECTED["lpt_main"]["clean"], EXPECTED["ft_base"]["clean"]]
-    assert metrics["Mean shifted accuracy"] == [EXPECTED["lpt_main"]["shifted"], EXPECTED["ft_base"]["shifted"]]
-    assert metrics["Robustness gap"] == [EXPECTED["lpt_main"]["gap"], EXPECTED["ft_base"]["gap"]]
-    assert metrics["Trainable parameters"] == ["92,160", "5,400,000"]
-    assert metrics["Shifted accuracy difference"] == [EXPECTED["shifted_diff"]]
-    assert "regression" in set(at.dataframe[1].value["kind"])
-    assert list(at.dataframe[2].value["to_state"]) == ["deployed"]
+    assert at.subheader[0].value == EXPECTED["headline"]
+    assert at.selectbox(key="ov_model_a").value == "lpt_main"
+    assert at.selectbox(key="ov_model_b").value == "ft_base"
+    tiles = {m.label: (m.value, m.delta) for m in at.metric}
+    assert tiles["lpt_main, shifted top-1 (3 batches)"] == (
+        EXPECTED["lpt_main"]["shifted"], f"{EXPECTED['shifted_diff']} vs ft_base [+7.5, +12.5]")
+    assert tiles["lpt_main, clean top-1 (1 batch)"][0] == EXPECTED["lpt_main"]["clean"]
+    assert tiles["lpt_main, robustness gap (4 batches)"] == ("20.0 pp", "-15.0 pp vs ft_base [-19.1, -10.9]")
+    measures = at.dataframe[0].value.set_index("measure")
+    assert measures.loc["clean", "ft_base"] == EXPECTED["ft_base"]["clean"]
+    assert measures.loc["few-shot, shifted"].tolist() == ["40.0%", "30.0%", "+10.0 pp", "[+5.3, +14.7]", 3]
+    assert "3 shifted, 1 clean" in _text(at)  # the number of batches behind the figures
+    models = at.dataframe[1].value.set_index("model")
+    assert models.loc["lpt_main", "clean"] == pytest.approx(80.0)  # shown in percent
+    assert models.loc["ft_base", "shifted (mean)"] == pytest.approx(50.0)
+    assert list(models["role"]) == ["deployed", "baseline"]
+    assert "regression" in set(at.dataframe[2].value["kind"])
+    assert list(at.dataframe[3].value["to_state"]) == ["deployed"]
+
+
+def test_overview_never_defaults_to_an_honesty_baseline(seeded_url: str) -> None:
+    from app.db.session import make_engine
+
+    engine = make_engine(seeded_url)
+    add_model(engine, "lpt_random", "lpt", "baseline", 0.88)  # best numbers, but a random-init reference
+    add_model(engine, "lpt_new", "lpt", "candidate", 0.65)
+    engine.dispose()
+    at = _open(PAGES[0])
+    assert at.selectbox(key="ov_model_a").value == "lpt_main"
+    assert list(at.dataframe[1].value["model"])[-1] == "lpt_random"  # listed last, as honesty baseline
+    at.selectbox(key="ov_model_a").select("lpt_random").run()  # still there when the user picks it
+    assert at.subheader[0].value.startswith("lpt_random (LPT, honesty baseline) against ft_base")
 
 
 def test_shift_explorer_difference_table(seeded_url: str) -> None:
     at = _open(PAGES[1])
-    assert at.selectbox(key="se_model_a").value == "lpt_main"
+    assert at.selectbox(key="se_model_a").value == "lpt_main"  # the overview's pickers, key prefix se
     assert at.selectbox(key="se_model_b").value == "ft_base"
     diff = at.dataframe[0].value.set_index(["corruption", "severity"])
     assert diff.loc[("gaussian_noise", 3), "diff"] == pytest.approx(0.10)

@@ -3,6 +3,8 @@ with the stored data left untouched (one test per kind of bad input)."""
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -154,7 +156,8 @@ def test_cli_make_add_list_version_with_dvc(dvc_repo: Path, tiny_prepared_dir: P
     assert main(["shift", "make", "--data", data, "--corruption", "contrast", "--severity", "2",
                  "--size", "8", "--seed", "0"]) == 0
     out = capsys.readouterr().out
-    batch_id = out.split()[3]
+    assert "seed 0 (again: lpt shift make --data" in out  # how to make the same batch again comes first
+    batch_id = re.search(r"registered shift batch (\S+)", out).group(1)
     folder = dvc_repo / "data" / "shifts" / batch_id
     md5 = dvc_hash(folder)
     assert md5 and md5.endswith(".dir") and md5 in out and (folder.parent / f"{batch_id}.dvc").is_file()
