@@ -123,34 +123,3 @@ def covering(files: Iterable[Path], root: Path = ROOT) -> list[str]:
         if (root / package).is_dir():
             walk(root / package)
     return out
-
-
-def command_module(cmd: str) -> str | None:
-    """The module a stage command runs: ``python -m X ...`` -> X; ``lpt SUB ...`` -> the module that
-    implements subcommand SUB (of the ``lpt`` parser); None for any other command."""
-    words = cmd.split()
-    if len(words) >= 3 and words[0] in ("python", "python3") and words[1] == "-m":
-        return words[2]
-    if len(words) >= 2 and words[0] == "lpt":
-        from lpt_core.cli import build_parser
-
-        for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
-            sub = getattr(action, "choices", {}).get(words[1])
-            if sub is not None:
-                return sub.get_default("func").__module__
-        raise ValueError(f"stage command {cmd!r}: `lpt` has no subcommand {words[1]!r}")
-    return None
-
-
-def stage_modules(dvc_yaml: str | Path = ROOT / "dvc.yaml") -> dict[str, str]:
-    """Stage name (a foreach group's name for its members) -> the module its command runs."""
-    import yaml
-
-    stages = yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8"))["stages"]
-    out = {}
-    for name, stage in stages.items():
-        cmd = (stage.get("do") or stage)["cmd"]
-        module = command_module(" ".join(cmd) if isinstance(cmd, list) else str(cmd))
-        if module is not None:
-            out[name] = module
-    return out

@@ -1,29 +1,24 @@
 """The ``lpt`` command.
 
-Subcommands come from the modules listed in ``_CORE_MODULES`` (each exposes
-``register(subparsers)``) and from installed plugins in the entry-point group ``lpt.commands``
-(the service in ``app`` registers itself there), so this library never imports ``app``.
+Subcommands come from the modules in ``CORE_MODULES`` (each exposes ``register(subparsers)``)
+and from installed plugins in the entry-point group ``lpt.commands`` (the service in ``app``
+registers itself there), so this library never imports ``app``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-_CORE_MODULES = (
-    "lpt_core.cli.info",
-    "lpt_core.cli.data",
-    "lpt_core.cli.train",
-    "lpt_core.cli.evaluate",
-    "lpt_core.cli.pipeline",
-    "lpt_core.cli.bench",
-    "lpt_core.cli.imports",
-)
+# Cheap to import: each module imports torch and the rest inside its handlers.
+from lpt_core.cli import bench, data, evaluate, imports, info, pipeline, train
+
+#: the core subcommand modules, each with ``register(subparsers)``
+CORE_MODULES = (info, data, train, evaluate, pipeline, bench, imports)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _CORE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a part not built in this checkout
-            if exc.name != name:
-                raise
-            continue
+    for module in CORE_MODULES:
         module.register(sub)
     for ep in entry_points(group="lpt.commands"):
         ep.load()(sub)

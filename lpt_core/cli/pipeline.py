@@ -129,7 +129,7 @@ def _use(args: argparse.Namespace) -> int:
 
 
 def _deps(args: argparse.Namespace) -> int:
-    from lpt_core.deps import closure, covering, stage_modules
+    from lpt_core.deps import closure, covering
 
     stages = stage_modules(args.dvc_yaml)
     if args.stage is not None and args.stage not in stages:
@@ -154,3 +154,32 @@ def _repro(args: argparse.Namespace) -> int:
         raise RuntimeError("the `dvc` command is not on PATH; install dvc (pip install 'dvc>=3.50,<4')")
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     return subprocess.run(["dvc", "repro", *args.dvc_args], env=env, check=False).returncode
+
+
+def command_module(cmd: str) -> str | None:
+    """The module a stage command runs: ``python -m X ...`` -> X; ``lpt SUB ...`` -> the module that
+    implements subcommand SUB (of the ``lpt`` parser); None for any other command."""
+    words = cmd.split()
+    if len(words) >= 3 and words[0] in ("python", "python3") and words[1] == "-m":
+        return words[2]
+    if len(words) >= 2 and words[0] == "lpt":
+        from lpt_core.cli import build_parser
+
+        for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
+            sub = getattr(action, "choices", {}).get(words[1])
+            if sub is not None:
+                return sub.get_default("func").__module__
+        raise ValueError(f"stage command {cmd!r}: `lpt` has no subcommand {words[1]!r}")
+    return None
+
+
+def stage_modules(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
+    """Stage name (a foreach group's name for its members) -> the module its command runs."""
+    stages = yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8"))["stages"]
+    out = {}
+    for name, stage in stages.items():
+        cmd = (stage.get("do") or stage)["cmd"]
+        module = command_module(" ".join(cmd) if isinstance(cmd, list) else str(cmd))
+        if module is not None:
+            out[name] = module
+    return out

@@ -40,9 +40,9 @@ def lpt_main(argv: list[str]) -> int:
     """``lpt`` with only the import command (the service's plugins stay out of these tests)."""
     import argparse
 
-    from lpt_core.cli import _CORE_MODULES, imports, run
+    from lpt_core.cli import CORE_MODULES, imports, run
 
-    assert "lpt_core.cli.imports" in _CORE_MODULES
+    assert imports in CORE_MODULES
     parser = argparse.ArgumentParser(prog="lpt")
     parser.add_argument("-v", "--verbose", action="store_true")
     imports.register(parser.add_subparsers(dest="command", required=True))

@@ -1,9 +1,10 @@
 """Fixtures of the pipeline tests: a throw-away git + DVC repository running the real dvc.yaml.
 
-The repository's dvc.yaml, params.yaml and lpt_core/ are copied into ``tmp_path`` (outside the
-project tree); the real params.yaml is then shrunk (tiny sizes, few steps, one corruption) and
-pointed at a synthetic Fashion-MNIST in IDX format; a tiny random ViT stands in for the pretrained
-backbone (the frozen pretrain stage is never rerun).
+The repository's dvc.yaml, params.yaml, profiles/, lpt_core/ and app/ are copied into ``tmp_path``
+(outside the project tree); the real params.yaml is then shrunk (tiny sizes, few steps, one
+corruption) and pointed at a synthetic Fashion-MNIST in IDX format; a tiny random ViT stands in for
+the pretrained backbone (the frozen pretrain stage is never rerun). The ingest stage writes its
+store into the repository (``LPT_DB_URL``), so each session starts from an empty one.
 """
 
 from __future__ import annotations
@@ -52,20 +53,20 @@ def shrink_params(params: dict[str, Any], data_root: Path) -> dict[str, Any]:
     p["prepare"] = {**p["prepare"], "n_max": 40, "rho": 10, "test_per_class": 10}
     p["shifts"] = {**p["shifts"], "corruptions": ["gaussian_noise"], "severities": [3], "size": 30}
     p["pretrain"] = {**p["pretrain"], **{k: v for k, v in TINY_VIT.items()}}
-    for name in [k for k in p if k.startswith("train_")]:
-        section = dict(p[name])
-        section["model"] = {**section["model"], "prompt": {**section["model"]["prompt"], "group_start": 1,
-                                                           "pool_size": 4, "prompt_length": 2}}
-        section["train"] = {**section["train"], "epochs": 2, "batch_size": 8, "max_steps_per_epoch": 2,
-                            "per_class": 2, "progress": False}
-        p[name] = section
+    recipe = dict(p["recipe"])
+    recipe["model"] = {**recipe["model"], "prompt": {**recipe["model"]["prompt"], "group_start": 1, "pool_size": 4,
+                                                     "prompt_length": 2}}
+    recipe["train"] = {**recipe["train"], "epochs": 2, "batch_size": 8, "max_steps_per_epoch": 2, "per_class": 2,
+                       "progress": False}
+    p["recipe"] = recipe
     p["baselines"] = {**p["baselines"], "max_iter": 20}
     return p
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run ``cmd`` in ``cwd``; a failure shows its output."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd), OMP_NUM_THREADS="2")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd), OMP_NUM_THREADS="2",
+               LPT_DB_URL=f"sqlite:///{cwd / 'lpt_store.db'}")
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc
@@ -80,12 +81,13 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("pipeline") / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(ROOT / "lpt_core", repo / "lpt_core", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("lpt_core", "app", "profiles"):
+        shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     data_root = synthetic_fashion_mnist(repo.parent / "fashion-mnist")
     params = shrink_params(yaml.safe_load((ROOT / "params.yaml").read_text()), data_root)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     save_random_backbone(from_mapping(PretrainConfig, params["pretrain"]), repo / "models" / "backbone")
-    (repo / ".gitignore").write_text("__pycache__/\n/runs/\n")
+    (repo / ".gitignore").write_text("__pycache__/\n/runs/\n/lpt_store.db*\n")
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)
     run(["dvc", "config", "core.analytics", "false"], repo)
