@@ -39,6 +39,7 @@ class Settings:
     gate_min_gain: float = 0.0
     gate_max_clean_drop: float = 0.01
     alert_alpha: float = 0.05
+    estimate_drop_margin: float = 0.05  # an estimated top-1 this far below clean raises estimated_drop
     lock_path: str = ""
     use_dvc: int = 1
 
@@ -70,6 +71,8 @@ class Settings:
             raise ValueError(f"LPT_GATE_RECENT_BATCHES must be >= 1, got {self.gate_recent_batches}")
         if not 0.0 < self.alert_alpha < 1.0:
             raise ValueError(f"LPT_ALERT_ALPHA must be in (0, 1), got {self.alert_alpha}")
+        if not 0.0 <= self.estimate_drop_margin < 1.0:
+            raise ValueError(f"LPT_ESTIMATE_DROP_MARGIN must be in [0, 1), got {self.estimate_drop_margin}")
         if self.gate_max_clean_drop < 0.0:
             raise ValueError(f"LPT_GATE_MAX_CLEAN_DROP must be >= 0, got {self.gate_max_clean_drop}")
 

@@ -1,7 +1,8 @@
 """Artifact files without torch: the checksum check and the metadata of an artifact directory.
 
 An artifact (see :mod:`lpt_core.artifacts`) is ``tensors.safetensors`` + ``meta.json`` +
-``SHA256SUMS``. The service hashes and reads artifacts on every nightly run; keeping this part
+``SHA256SUMS``, and optionally the model's monitoring calibration (``calibration/``, fitted on
+data it did not train on; :mod:`lpt_core.monitoring`), listed in ``SHA256SUMS`` like the rest. The service hashes and reads artifacts on every nightly run; keeping this part
 free of torch/timm lets a run with nothing new finish in well under a second.
 """
 
@@ -16,6 +17,9 @@ SCHEMA = "lpt-artifact/1"
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
 SUMS_FILE = "SHA256SUMS"
+CALIBRATION_DIR = "calibration"
+CALIBRATION_FILES = (f"{CALIBRATION_DIR}/calibration.json", f"{CALIBRATION_DIR}/calibration.safetensors")
+REQUIRED_FILES = (META_FILE, TENSORS_FILE)
 RESERVED_KEYS = ("schema", "method", "phase", "method_config", "num_classes", "backbone", "versions", "param_counts")
 
 
@@ -41,8 +45,10 @@ def verify_artifact(art_dir: str | Path) -> str:
     for line in sums_path.read_text(encoding="utf-8").splitlines():
         digest, _, name = line.partition("  ")
         listed[name] = digest
-    if sorted(listed) != sorted((TENSORS_FILE, META_FILE)):
-        raise ArtifactError(f"{sums_path} lists {sorted(listed)}, expected {[META_FILE, TENSORS_FILE]}")
+    allowed = ({*REQUIRED_FILES}, {*REQUIRED_FILES, *CALIBRATION_FILES})
+    if set(listed) not in allowed:
+        raise ArtifactError(f"{sums_path} lists {sorted(listed)}, expected {sorted(REQUIRED_FILES)} "
+                            f"(and optionally {list(CALIBRATION_FILES)})")
     for name, expected in listed.items():
         path = art_dir / name
         if not path.is_file():
@@ -62,3 +68,9 @@ def read_meta(art_dir: str | Path) -> dict[str, Any]:
     """meta.json of a verified artifact."""
     verify_artifact(art_dir)
     return json.loads((Path(art_dir) / META_FILE).read_text(encoding="utf-8"))
+
+
+def has_calibration(art_dir: str | Path) -> bool:
+    """Whether the (verified) artifact carries a monitoring calibration."""
+    listed = (Path(art_dir) / SUMS_FILE).read_text(encoding="utf-8")
+    return all(f"  {name}\n" in listed for name in CALIBRATION_FILES)

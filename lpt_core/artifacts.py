@@ -21,6 +21,8 @@ import torch
 
 import lpt_core
 from lpt_core.artifact_files import (  # noqa: F401  (re-exported: the public artifact API)
+    CALIBRATION_DIR,
+    CALIBRATION_FILES,
     META_FILE,
     RESERVED_KEYS,
     SCHEMA,
@@ -29,6 +31,7 @@ from lpt_core.artifact_files import (  # noqa: F401  (re-exported: the public ar
     ArtifactError,
     _sha256_file,
     artifact_sha256,
+    has_calibration,
     read_meta,
     verify_artifact,
 )
@@ -43,7 +46,7 @@ from lpt_core.models import (
     build_classifier,
     create_backbone,
 )
-from lpt_core.models.backbone import SPEC_ATTR
+from lpt_core.models.backbone import SPEC_ATTR, known_fingerprint, pin_fingerprint
 
 
 def trained_parameter_counts(model: Classifier) -> dict[str, Any]:
@@ -101,11 +104,16 @@ def build_meta(model: Classifier, meta: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save_artifact(out_dir: str | Path, model: Classifier, meta: dict[str, Any], *, overwrite: bool = True) -> Path:
+def save_artifact(
+    out_dir: str | Path, model: Classifier, meta: dict[str, Any], *, overwrite: bool = True,
+    calibration: Any | None = None,
+) -> Path:  # fmt: skip
     """Write ``model``'s artifact to ``out_dir`` atomically (temp dir + rename); returns ``out_dir``.
 
     ``meta`` carries what the caller knows: class_names, class_counts, hyper_parameters,
     data_version, ... The method, backbone identity, versions and counts are added here.
+    ``calibration`` (a :class:`lpt_core.monitoring.Calibration`) is stored in ``calibration/`` and
+    checksummed with the rest, so the artifact's identity covers it.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -115,7 +123,11 @@ def save_artifact(out_dir: str | Path, model: Classifier, meta: dict[str, Any], 
     with atomic_dir(out_dir) as tmp:
         safetensors.torch.save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        sums = "".join(f"{_sha256_file(tmp / name)}  {name}\n" for name in (TENSORS_FILE, META_FILE))
+        names = [TENSORS_FILE, META_FILE]
+        if calibration is not None:
+            calibration.save(tmp / CALIBRATION_DIR)
+            names += list(CALIBRATION_FILES)
+        sums = "".join(f"{_sha256_file(tmp / name)}  {name}\n" for name in names)
         (tmp / SUMS_FILE).write_text(sums, encoding="utf-8")
     return out_dir
 
@@ -151,8 +163,10 @@ def load_artifact(
 ) -> tuple[Classifier, dict[str, Any]]:
     """Verify, rebuild and strictly load an artifact -> (classifier in eval mode on ``device``, meta).
 
-    The backbone is ``backbone`` if given, else rebuilt from meta (``backbone_weights`` overrides
-    the recorded source). Its fingerprint must equal the recorded one. For ``full_ft`` the
+    The backbone is ``backbone`` if given (used in place, on its device: the classifier shares
+    it), else rebuilt from meta (``backbone_weights`` overrides the recorded source). Its
+    fingerprint must equal the recorded one; a fingerprint pinned by
+    :func:`lpt_core.models.backbone.pin_fingerprint` is trusted while the weights are untouched. For ``full_ft`` the
     recorded fingerprint is the base backbone's; the trained weights come from the artifact and
     their fingerprint is checked too.
     """
@@ -167,19 +181,31 @@ def load_artifact(
             backbone = create_backbone(spec["name"], seed=0, **spec["timm_kwargs"])
         else:
             backbone = rebuild_backbone(spec, backbone_weights)
-            _check_fingerprint(backbone_fingerprint(backbone), spec["fingerprint"], art_dir)
-    else:
-        _check_fingerprint(backbone_fingerprint(backbone), spec["fingerprint"], art_dir)
+            _check_fingerprint(pin_fingerprint(backbone), spec["fingerprint"], art_dir)
+    else:  # a shared backbone stays where it is; its pinned fingerprint is not recomputed
+        _check_fingerprint(known_fingerprint(backbone), spec["fingerprint"], art_dir)
         backbone = copy.deepcopy(backbone) if full_ft else backbone
     cfg = from_mapping(MethodConfig, meta["method_config"], where=f"{art_dir}/{META_FILE}:method_config")
-    model = build_classifier(meta["method"], backbone.to("cpu"), int(meta["num_classes"]), cfg)
+    model = build_classifier(meta["method"], backbone, int(meta["num_classes"]), cfg)
     model.load_stored_state_dict(tensors)
     model.set_phase(meta["phase"])
     model.base_fingerprint = spec["fingerprint"]  # so that a re-save records the true base
     if full_ft:
         _check_fingerprint(backbone_fingerprint(model.backbone), spec["trained_fingerprint"], art_dir)
         setattr(model.backbone, SPEC_ATTR, {k: spec[k] for k in ("name", "source", "seed", "timm_kwargs")})
+    if meta.get("layernorm_eps") is not None:  # the released model's LayerNorms use 1e-5 (timm: 1e-6)
+        set_layernorm_eps(model.backbone, float(meta["layernorm_eps"]))
     return model.to(device).eval(), meta
+
+
+def set_layernorm_eps(module: torch.nn.Module, eps: float) -> int:
+    """Set ``eps`` on every LayerNorm of ``module`` (a runtime attribute: no tensor changes, so the
+    backbone fingerprint is unchanged); returns how many were set. A shared backbone is changed
+    for every model on it, so artifacts that disagree on eps must not share one."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.LayerNorm)]
+    for m in norms:
+        m.eps = float(eps)
+    return len(norms)
 
 
 def _check_fingerprint(found: str, expected: str, art_dir: str | Path) -> None:
@@ -188,3 +214,12 @@ def _check_fingerprint(found: str, expected: str, art_dir: str | Path) -> None:
             f"backbone fingerprint mismatch for artifact {art_dir}: the artifact was trained on {expected}, "
             f"the backbone given/rebuilt has {found}"
         )
+
+
+def load_calibration(art_dir: str | Path) -> Any | None:
+    """The artifact's monitoring calibration (verified with the artifact), or None when it has none."""
+    if not has_calibration(art_dir):
+        return None
+    from lpt_core.monitoring import Calibration
+
+    return Calibration.load(Path(art_dir) / CALIBRATION_DIR)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,8 +56,8 @@ def predict(
     as_numpy: bool = True,
 ) -> np.ndarray | torch.Tensor:
     """Logits (N, C) float32 of ``model`` (in inference mode) for uint8 (N, H, W, 3) images."""
-    (outs,) = _run_batches(model, images_uint8, lambda x: (model(x),), batch_size=batch_size, device=device, amp=amp)
-    logits = torch.cat(outs) if outs else torch.zeros((0, int(getattr(model, "num_classes", 0))))
+    cols = _run_batches(model, images_uint8, "logits", batch_size=batch_size, device=device, amp=amp)
+    logits = cols[0] if cols else torch.zeros((0, int(getattr(model, "num_classes", 0))))
     return logits.numpy() if as_numpy else logits
 
 
@@ -76,51 +75,55 @@ def predict_outputs(
 
     if len(images_uint8) == 0:
         raise ValueError("predict_outputs needs at least one image, got an empty array")
-    forward = getattr(model, "forward_with_selection", None)
-
-    def step(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits, selection = forward(x) if forward is not None else (model(x), None)
-        if selection is None:
-            return (logits,)
-        return logits, selection.indices, selection.similarity
-
-    cols = _run_batches(model, images_uint8, step, batch_size=batch_size, device=device, amp=amp)
-    logits = torch.cat(cols[0]).numpy()
+    cols = _run_batches(model, images_uint8, "selection", batch_size=batch_size, device=device, amp=amp)
     if len(cols) == 1:
-        return ModelOutputs(logits)
-    return ModelOutputs(logits, torch.cat(cols[1]).numpy(), torch.cat(cols[2]).numpy())
+        return ModelOutputs(cols[0].numpy())
+    return ModelOutputs(cols[0].numpy(), cols[1].numpy(), cols[2].numpy())
 
 
 def _run_batches(
     model: nn.Module,
     images_uint8: np.ndarray,
-    step: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    kind: str,
     *,
     batch_size: int,
     device: str | torch.device,
     amp: str,
-) -> list[list[torch.Tensor]]:
-    """``step`` on each preprocessed batch in inference mode; per output, its CPU chunks (floats as float32)."""
+) -> list[torch.Tensor]:
+    """The forward of ``kind`` (:func:`lpt_core.fastpath.forward_fn`) on each preprocessed batch in
+    inference mode; per output, one CPU tensor over all images (floats as float32), [] for none.
+
+    uint8 chunks reach the device through :func:`lpt_core.fastpath.device_chunks` (a staged
+    batch is already there; host arrays go through pinned buffers filled ahead of the device);
+    outputs stay on the device until the end, so no chunk waits for the previous one's copy back.
+    """
+    from lpt_core.fastpath import compile_enabled, device_chunks, forward_fn, pad_to
+
     check_images(np.asarray(images_uint8[:1]) if len(images_uint8) else np.zeros((0, 1, 1, 3), np.uint8), "images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pre = BatchPreprocessor.from_data_config(model.data_config(), train=False)
+    forward, pad = forward_fn(model, kind), compile_enabled(model)
     was_training = model.training
     model.eval()
-    cols: list[list[torch.Tensor]] = [[]]
-    pin = torch.device(device).type == "cuda"
+    cols: list[list[torch.Tensor]] = []
     try:
         with torch.inference_mode(), autocast(device, amp):
-            for start in range(0, len(images_uint8), batch_size):
-                chunk = torch.from_numpy(np.array(images_uint8[start : start + batch_size], order="C"))  # writable copy
-                chunk = chunk.pin_memory() if pin else chunk
-                outs = step(pre(chunk.to(device, non_blocking=True)))
-                cols += [[] for _ in range(len(outs) - len(cols))]
+            for chunk in device_chunks(images_uint8, batch_size, device):
+                x = pre(chunk)
+                outs = forward(pad_to(x, batch_size) if pad else x)
+                cols = cols or [[] for _ in outs]
                 for col, out in zip(cols, outs, strict=True):  # every batch gives the same outputs
-                    col.append((out.float() if out.is_floating_point() else out).cpu())
+                    col.append(out[: len(x)])
     finally:
         model.train(was_training)
-    return cols
+    return [_on_host(col) for col in cols]
+
+
+def _on_host(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """The chunks concatenated on the CPU (floating outputs as float32)."""
+    out = torch.cat(chunks)
+    return (out.float() if out.is_floating_point() else out).cpu()
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class LoadedArtifact:
     logit_scale: float
     few_includes_20: bool
     device: str
+    pooling: str = "class_mean"  # how group accuracy pools (lpt_core.metrics.GROUP_POOLINGS)
+    calibration: Any = None  # lpt_core.monitoring.Calibration, when the artifact carries one
 
 
 def load_for_evaluation(
@@ -169,38 +174,39 @@ def load_for_evaluation(
     backbone_weights: str | Path | None = None, model_name: str | None = None,
 ) -> LoadedArtifact:  # fmt: skip
     """Verify and load an artifact once, for any number of :func:`evaluate_loaded` calls."""
-    from lpt_core.artifacts import artifact_sha256, load_artifact
+    from lpt_core.artifacts import artifact_sha256, load_artifact, load_calibration
 
     cfg = cfg or EvalConfig()
     path = Path(artifact_dir)
     device = cfg.resolved_device()
     sha = artifact_sha256(path)
     model, meta = load_artifact(path, backbone=backbone, backbone_weights=backbone_weights, device=device)
-    rule = cfg.few_includes_20
-    if rule is None:
-        rule = bool((meta.get("shot_groups") or {}).get("few_includes_20", False))
+    rule = dict(meta.get("group_rule") or meta.get("shot_groups") or {})  # "shot_groups": early artifacts
+    few = cfg.few_includes_20 if cfg.few_includes_20 is not None else bool(rule.get("few_includes_20", False))
     return LoadedArtifact(
         path=path, model=model, meta=meta, info=model_block(meta, path, sha, model_name),
         class_counts=np.asarray(meta["class_counts"], dtype=np.int64),
-        logit_scale=float(meta.get("logit_scale", DEFAULT_LOGIT_SCALE)), few_includes_20=rule, device=device,
+        logit_scale=float(meta.get("logit_scale", DEFAULT_LOGIT_SCALE)), few_includes_20=few, device=device,
+        pooling=str(rule.get("pooling", "class_mean")), calibration=load_calibration(path),
     )
 
 
 def evaluate_loaded(
-    loaded: LoadedArtifact, images: np.ndarray, labels: np.ndarray, cfg: EvalConfig | None = None, *,
+    loaded: LoadedArtifact, images: np.ndarray, labels: np.ndarray | None, cfg: EvalConfig | None = None, *,
     shift_meta: dict[str, Any] | None = None, seed: int = 0,
 ) -> EvalResult:  # fmt: skip
-    """Evaluate a loaded artifact on uint8 ``images`` with ``labels``; see :func:`evaluate_arrays`."""
+    """Evaluate a loaded artifact on uint8 ``images``; see :func:`evaluate_arrays` (its calibration,
+    when it has one, adds the label-free monitoring block)."""
     cfg = cfg or EvalConfig()
     return evaluate_arrays(
         loaded.model, images, labels, loaded.class_counts, cfg=replace(cfg, device=loaded.device),
         model_info=loaded.info, shift_meta=shift_meta, logit_scale=loaded.logit_scale,
-        few_includes_20=loaded.few_includes_20, seed=seed,
+        few_includes_20=loaded.few_includes_20, pooling=loaded.pooling, calibration=loaded.calibration, seed=seed,
     )
 
 
 def evaluate_artifact(
-    artifact_dir: str | Path, images: np.ndarray, labels: np.ndarray, cfg: EvalConfig | None = None, *,
+    artifact_dir: str | Path, images: np.ndarray, labels: np.ndarray | None, cfg: EvalConfig | None = None, *,
     backbone: nn.Module | None = None, backbone_weights: str | Path | None = None,
     shift_meta: dict[str, Any] | None = None, model_name: str | None = None,
 ) -> EvalResult:  # fmt: skip
@@ -213,7 +219,7 @@ def evaluate_artifact(
 def evaluate_arrays(
     model: nn.Module,
     images: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     class_counts: np.ndarray,
     *,
     cfg: EvalConfig | None = None,
@@ -221,33 +227,57 @@ def evaluate_arrays(
     shift_meta: dict[str, Any] | None = None,
     logit_scale: float = DEFAULT_LOGIT_SCALE,
     few_includes_20: bool = False,
+    pooling: str = "class_mean",
+    calibration: Any = None,
     seed: int = 0,
 ) -> EvalResult:
-    """Predict ``images`` and compute every metric of the result file.
+    """Predict ``images`` in one forward pass and compute the result file's content.
 
-    ``model_info`` is the result's "model" block (see :func:`load_for_evaluation`), ``shift_meta``
-    a shift batch's ``batch.json`` (default: a clean, unnamed split). The result's ``run`` holds
+    ``labels``: one per image (-1 for an image without a label), or None for an unlabeled batch;
+    the measured metrics cover the labelled images (none for an unlabeled batch). With a
+    ``calibration`` (:mod:`lpt_core.monitoring`) the result also holds the label-free estimates
+    and shift tests of every image. ``model_info`` is the result's "model" block,
+    ``shift_meta`` a shift batch's ``batch.json`` (default: a clean, unnamed split); ``run`` holds
     the timing and device.
     """
     cfg = cfg or EvalConfig()
     device = cfg.resolved_device()
-    labels = np.asarray(labels, dtype=np.int64)
     check_images(np.asarray(images[:1]), "images")
-    if len(images) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need as many labels as images (> 0): {len(images)} images, {len(labels)} labels")
-    shift = shift_block(shift_meta, images, labels)
+    labels = _check_label_array(labels, len(images))
+    shift = shift_block(shift_meta, images, labels if labels is not None else np.zeros(len(images)))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    logits = predict(model, images, batch_size=cfg.batch_size, device=device, amp=cfg.amp)
+    outputs = predict_outputs(model, images, batch_size=cfg.batch_size, device=device, amp=cfg.amp)
     seconds = time.perf_counter() - t0
-    scores = classification_metrics(
-        logits, labels, class_counts, logit_scale=logit_scale, few_includes_20=few_includes_20, seed=seed
-    )
-    run = {"eval_seconds": seconds, "images_per_second": len(labels) / seconds if seconds > 0 else 0.0,
+    known = np.zeros(len(images), bool) if labels is None else labels >= 0
+    scores = {"metrics": [], "per_class": {}}
+    if known.any():
+        scores = classification_metrics(outputs.logits[known], labels[known], class_counts, logit_scale=logit_scale,
+                                        few_includes_20=few_includes_20, seed=seed, pooling=pooling)  # fmt: skip
+    monitoring = None
+    if calibration is not None:
+        from lpt_core.monitoring import monitor_batch
+
+        monitoring = monitor_batch(calibration, outputs, labels=labels).to_dict()
+    run = {"eval_seconds": seconds, "images_per_second": len(images) / seconds if seconds > 0 else 0.0,
            "device": _device_name(device), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    label_info = {"n_images": len(images), "n_labeled": int(known.sum()),
+                  "hash": (shift_meta or {}).get("labels_hash")}  # fmt: skip
     return EvalResult(model=dict(model_info or {}), shift=shift, metrics=scores["metrics"],
-                      per_class=scores["per_class"], run=run)  # fmt: skip
+                      per_class=scores["per_class"], run=run, labels=label_info, monitoring=monitoring)  # fmt: skip
+
+
+def _check_label_array(labels: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``labels`` as int64 (N,) (-1 allowed: no label), or None; refuses a length mismatch or an empty batch."""
+    if n == 0:
+        raise ValueError("cannot evaluate an empty batch (0 images)")
+    if labels is None:
+        return None
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"need one label per image (-1: no label): {n} images, {labels.shape[0]} labels")
+    return labels
 
 
 def _device_name(device: str) -> str:

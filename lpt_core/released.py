@@ -213,12 +213,10 @@ def mapped_state(ckpt: ReleasedCheckpoint) -> dict[str, torch.Tensor]:
 
 
 def apply_layernorm_eps(module: nn.Module, eps: float) -> int:
-    """Set ``eps`` on every LayerNorm of ``module`` (a runtime attribute: no tensor changes, so
-    the backbone fingerprint is unchanged); returns how many were set."""
-    norms = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
-    for m in norms:
-        m.eps = float(eps)
-    return len(norms)
+    """Set ``eps`` on every LayerNorm of ``module`` (see :func:`lpt_core.artifacts.set_layernorm_eps`)."""
+    from lpt_core.artifacts import set_layernorm_eps
+
+    return set_layernorm_eps(module, eps)
 
 
 # --------------------------------------------------------------------------- class names and counts
@@ -367,14 +365,11 @@ def load_released_artifact(
     art_dir: str | Path, *, backbone: nn.Module | None = None, backbone_weights: str | Path | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
-    """:func:`lpt_core.artifacts.load_artifact`, then the LayerNorm eps recorded in meta.json
-    (the released model's 1e-5) set on the backbone. A given ``backbone`` is changed in place."""
+    """:func:`lpt_core.artifacts.load_artifact` (which sets the LayerNorm eps recorded in meta.json,
+    the released model's 1e-5, on the backbone; a given ``backbone`` is changed in place)."""
     from lpt_core.artifacts import load_artifact
 
-    model, meta = load_artifact(art_dir, backbone=backbone, backbone_weights=backbone_weights, device=device)
-    if meta.get("layernorm_eps") is not None:
-        apply_layernorm_eps(model.backbone, float(meta["layernorm_eps"]))
-    return model, meta
+    return load_artifact(art_dir, backbone=backbone, backbone_weights=backbone_weights, device=device)
 
 
 def released_top1(model: nn.Module, meta: dict[str, Any], images: np.ndarray, labels: np.ndarray, *,

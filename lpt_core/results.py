@@ -1,9 +1,10 @@
 """The result file: one (model, shift set) evaluation, as the pipeline and the nightly job write it
 and the service ingests it (docs/ARCHITECTURE.md, "Result file").
 
-Schema ``lpt-result/2``: what the evaluation computed (model, shift set, metrics, per-class
-accuracy, code version) is separate from how this run went (``run``: seconds, images/s, device,
-time). The pipeline writes results without ``run``, so the same inputs and code give the same
+Schema ``lpt-result/2``: what the evaluation computed (model, shift set, measured metrics and
+per-class accuracy on the labelled images, ``labels`` (how many images had labels, and which label
+set), ``monitoring`` (label-free estimates and shift tests, when the model has a calibration),
+code version) is separate from how this run went (``run``: seconds, images/s, device, time). The pipeline writes results without ``run``, so the same inputs and code give the same
 bytes on every clone (DVC hashes them); the nightly job keeps ``run`` and the store records it.
 ``lpt-result/1`` files (run details at the top level) are still read.
 """
@@ -37,12 +38,17 @@ class EvalResult:
     metrics: list[dict[str, Any]]
     per_class: dict[str, Any]
     run: dict[str, Any] | None = None  # eval_seconds, images_per_second, device, created_at
+    labels: dict[str, Any] | None = None  # n_images, n_labeled, hash (of a label set that came later)
+    monitoring: dict[str, Any] | None = None  # lpt_core.monitoring.MonitorResult.to_dict()
     code_version: str = field(default_factory=code_version)
 
     def to_dict(self, *, with_run: bool = True) -> dict[str, Any]:
         """The result file's JSON object (``with_run=False``: without the run details)."""
         doc = {"schema": RESULT_SCHEMA, "model": self.model, "shift": self.shift, "metrics": self.metrics,
                "per_class": self.per_class, "code_version": self.code_version}  # fmt: skip
+        for key in ("labels", "monitoring"):
+            if getattr(self, key) is not None:
+                doc[key] = getattr(self, key)
         if with_run and self.run is not None:
             doc["run"] = dict(self.run)
         return doc

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpt_core.calibrate import CalibrationSpec
 from lpt_core.config import from_mapping, to_dict
 from lpt_core.models.config import MethodConfig
 from lpt_core.train import TrainConfig, effective_lr
@@ -51,6 +52,7 @@ class ModelSpec:
     model: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-phase overrides of train
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)  # label-free monitoring reference
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_KINDS:
@@ -149,22 +151,43 @@ def train_model(
         D.shutdown()
     if not ctx.is_main:
         return {}
-    save_artifact(out, model.cpu(), artifact_meta(spec, name, data, fits))
+    meta = artifact_meta(spec, name, data, fits)
+    save_artifact(out, model.cpu(), meta, calibration=_calibration(spec, model, data, meta, ctx.device))
     with atomic_file(Path(ckpt_dir) / "fit.json") as tmp:
         tmp.write_text(json.dumps(runs, indent=1, sort_keys=True))
     log.info("saved %s (%s): %s", out, spec.method, json.dumps(runs))
     return read_meta(out)
 
 
+def _calibration(spec: ModelSpec, model: Any, data: Any, meta: dict[str, Any], device: str) -> Any:
+    """The monitoring calibration on the validation split (None when the recipe or the data has none)."""
+    from lpt_core.calibrate import fit_reference
+
+    if spec.calibration.reference == "none":
+        return None
+    if len(data.val) == 0:
+        log.warning("no validation split (protocol %s): the model gets no monitoring calibration; fit one with "
+                    "`lpt calibrate` on labelled data it did not train on", meta["protocol"])
+        return None
+    return fit_reference(model.to(device), data.val.images, data.val.labels, data.class_counts, spec=spec.calibration,
+                         logit_scale=spec.logit_scale, few_includes_20=meta["group_rule"]["few_includes_20"],
+                         device=device, info={"reference": "val", "data_version": meta["data_version"]})
+
+
 def artifact_meta(spec: ModelSpec, name: str, data: Any, fits: dict[str, Any]) -> dict[str, Any]:
     """What the caller adds to an artifact's meta.json (no times or devices: same inputs, same bytes)."""
-    protocol = str((data.meta.get("config") or {}).get("protocol", "heldout"))
+    from lpt_core.data.prepare import group_rule
+
+    protocol = str(data.meta.get("protocol", "heldout"))
+    rule = group_rule(data.meta) if "train_class_counts" in data.meta else None
     return {
         "name": name, "class_names": list(data.class_names), "class_counts": data.class_counts.tolist(),
         "dataset": data.meta.get("name", ""), "data_version": data.meta.get("content_hashes", {}).get("train", ""),
         "hyper_parameters": to_dict(spec), "backbone_kind": spec.backbone, "fit": fits,
         "logit_scale": spec.logit_scale, "protocol": protocol,
-        "shot_groups": {"few_includes_20": protocol == "released"},
+        # how evaluation cuts and pools the shot groups (the protocol's rule, lpt_core.data.prepare.group_rule)
+        "group_rule": {"few_includes_20": rule.few_includes_20 if rule else False,
+                       "pooling": rule.pooling if rule else "class_mean"},
     }  # fmt: skip
 
 

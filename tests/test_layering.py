@@ -21,6 +21,7 @@ DASHBOARD_ALLOWED_APP = {"app.db.views", "app.db.session", "app.settings", "app.
 SEEDER_ALLOWED_APP = DASHBOARD_ALLOWED_APP | {"app.db.repository", "app.db.registry", "app.db.schema"}
 #: the modules that may hold SQL: the data layer and its migrations
 SQL_MODULES = {"app/db/repository.py", "app/db/registry.py", "app/db/views.py", "app/db/upsert.py",
+               "app/db/monitoring.py",
                "app/db/session.py", "app/db/migrate.py"}
 SQL_NAMES = {"select", "insert", "update", "delete", "text", "func", "and_", "or_", "case", "cast", "exists",
              "literal_column", "table", "column"}

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from app.db.monitoring import clear_run_rows, write_monitoring
 from app.db.registry import deployed_version, state_of
 from app.db.schema import (
     DEPLOYED,
@@ -132,6 +133,7 @@ def pending_pairs(session: Session, code_version: str) -> list[tuple[ModelVersio
         select(EvalRun.id)
         .where(EvalRun.model_version_id == ModelVersion.id, EvalRun.batch_id == ShiftBatch.id)
         .where(EvalRun.code_version == code_version, EvalRun.status == "succeeded")
+        .where(EvalRun.labels_hash == ShiftBatch.labels_hash)  # labels that came later: measure again
     )
     deployed = select(ModelAlias.version_id).where(ModelAlias.alias == DEPLOYED).scalar_subquery()
     stmt = (
@@ -145,13 +147,16 @@ def pending_pairs(session: Session, code_version: str) -> list[tuple[ModelVersio
 
 
 def begin_eval_run(
-    session: Session, model_version_id: int, batch_id: str, code_version: str, job_run_id: int
+    session: Session, model_version_id: int, batch_id: str, code_version: str, job_run_id: int,
+    labels_hash: str = "",
 ) -> EvalRun:
-    """The eval run of (model version, batch, code_version) set to ``running`` (a failed one is retried).
+    """The eval run of (model version, batch, code_version, label set) set to ``running`` (a failed
+    one is retried). ``labels_hash`` names the batch's late label set ("" for none).
 
     Refuses (``ValueError``) a pair that already succeeded.
     """
-    key = {"model_version_id": model_version_id, "batch_id": batch_id, "code_version": code_version}
+    key = {"model_version_id": model_version_id, "batch_id": batch_id, "code_version": code_version,
+           "labels_hash": labels_hash}
     values = {**key, "job_run_id": job_run_id, "status": "running", "started_at": utcnow()}
     insert_ignore(session, EvalRun, values, list(key))
     run = session.scalars(
@@ -159,7 +164,7 @@ def begin_eval_run(
     ).one()
     if run.status == "succeeded":
         raise ValueError(f"eval run {run.id} ({model_version_id}, {batch_id!r}, {code_version!r}) already succeeded")
-    session.execute(delete(Metric).where(Metric.run_id == run.id))  # leftovers of no complete run
+    clear_run_rows(session, run.id)  # leftovers of no complete run
     for name, value in values.items():
         setattr(run, name, value)
     run.error, run.finished_at = None, None
@@ -168,9 +173,9 @@ def begin_eval_run(
 
 
 def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) -> int:
-    """Write the metrics of a result (Result file schema) and mark the run succeeded; returns
-    the number of metric rows. Call inside the same transaction as nothing else, so both land
-    together or not at all."""
+    """Write the metrics (and the monitoring block's estimates and detections) of a result (Result
+    file schema) and mark the run succeeded; returns the number of metric rows. Call inside the
+    same transaction as nothing else, so everything lands together or not at all."""
     from lpt_core.results import run_details
 
     rows = metric_rows_from_result(result)
@@ -182,6 +187,7 @@ def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) 
             set_={k: stmt.excluded[k] for k in ("value", "ci_low", "ci_high", "n")},
         )
         session.execute(stmt)
+    write_monitoring(session, run_id, result.get("monitoring"))
     session.execute(
         update(EvalRun).where(EvalRun.id == run_id).values(
             status="succeeded", error=None, finished_at=utcnow(),
@@ -193,8 +199,8 @@ def complete_eval_run(session: Session, run_id: int, result: Mapping[str, Any]) 
 
 
 def fail_eval_run(session: Session, run_id: int, error: str) -> None:
-    """Mark an eval run failed with ``error``; any metrics it had are removed."""
-    session.execute(delete(Metric).where(Metric.run_id == run_id))
+    """Mark an eval run failed with ``error``; any metrics, estimates and detections it had are removed."""
+    clear_run_rows(session, run_id)
     session.execute(
         update(EvalRun).where(EvalRun.id == run_id).values(status="failed", error=error, finished_at=utcnow())
     )
@@ -223,11 +229,13 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def run_status(session: Session, model_version_id: int, batch_id: str, code_version: str) -> str | None:
+def run_status(
+    session: Session, model_version_id: int, batch_id: str, code_version: str, labels_hash: str = ""
+) -> str | None:
     """The status of the eval run of this key, or None when there is none (a lookup, not a failure)."""
     return session.scalar(
         select(EvalRun.status).filter_by(model_version_id=model_version_id, batch_id=batch_id,
-                                         code_version=code_version)
+                                         code_version=code_version, labels_hash=labels_hash)
     )
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -38,7 +39,7 @@ DEPLOYED = "deployed"
 JOB_TRIGGERS = ("cron", "manual", "pipeline")
 JOB_STATUSES = ("running", "succeeded", "failed", "skipped")
 RUN_STATUSES = ("running", "succeeded", "failed")
-ALERT_KINDS = ("regression", "promotion", "rollback", "failure")
+ALERT_KINDS = ("regression", "promotion", "rollback", "failure", "shift", "estimated_drop")
 
 
 def utcnow() -> datetime:
@@ -94,6 +95,9 @@ class ShiftBatch(Base):
     validation_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    labeled: Mapped[bool] = mapped_column(Boolean, default=True)  # false: production images without labels
+    n_labeled: Mapped[int] = mapped_column(Integer, default=0)  # images with a label (the size when labeled)
+    labels_hash: Mapped[str] = mapped_column(String(64), default="")  # the label set that came later, "" if none
 
 
 class Model(Base):
@@ -181,11 +185,14 @@ class EvalRun(Base):
     """The evaluation of one model version on one shift batch by one code version."""
 
     __tablename__ = "eval_runs"
-    __table_args__ = (UniqueConstraint("model_version_id", "batch_id", "code_version", name="uq_eval_run"),)
+    __table_args__ = (
+        UniqueConstraint("model_version_id", "batch_id", "code_version", "labels_hash", name="uq_eval_run"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("shift_batches.id", ondelete="CASCADE"), index=True)
     code_version: Mapped[str] = mapped_column(String(128))
+    labels_hash: Mapped[str] = mapped_column(String(64), default="")  # the batch's late label set, "" if none
     job_run_id: Mapped[int] = mapped_column(ForeignKey("job_runs.id"), index=True)
     status: Mapped[str] = mapped_column(_choice(RUN_STATUSES, "run_status"))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -211,8 +218,41 @@ class Metric(Base):
     n: Mapped[int] = mapped_column(Integer)
 
 
+class Estimate(Base):
+    """A label-free accuracy estimate of an eval run (``estimator`` on ``grp``: overall or
+    predicted:<group>), with the measured value and the error once labels exist. Never a metric."""
+
+    __tablename__ = "estimates"
+    __table_args__ = (UniqueConstraint("run_id", "estimator", "grp", name="uq_estimate"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    estimator: Mapped[str] = mapped_column(String(32))
+    grp: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    measured: Mapped[float | None] = mapped_column(Float, nullable=True)
+    abs_error: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Detection(Base):
+    """One shift test of an eval run (bbsd, prompt_selection, key_cosine, label_shift) with its
+    p-value and, after the night's Benjamini-Hochberg step, the adjusted p-value and verdict."""
+
+    __tablename__ = "detections"
+    __table_args__ = (UniqueConstraint("run_id", "detector", name="uq_detection"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    detector: Mapped[str] = mapped_column(String(32))
+    statistic: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # label_shift has none
+    p_adjusted: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rejected: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    details_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
 class Alert(Base):
-    """Something a person should look at: a significant regression, a promotion, a rollback, a failure."""
+    """Something a person should look at: a significant regression, a promotion, a rollback, a failure,
+    a detected shift, an estimated drop."""
 
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

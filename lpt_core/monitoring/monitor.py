@@ -97,8 +97,10 @@ def monitor_batch(
 ) -> MonitorResult:
     """Estimate the batch's accuracy and test it for shift against ``calibration`` (same model).
 
-    ``labels`` (optional) add the measured top-1, overall and per predicted group;
-    ``top_classes`` is how many classes the label-shift estimate lists.
+    ``labels`` (optional) add the measured top-1, overall and per predicted group, on the images
+    whose label is known (-1 marks an image without a label: labels that arrived for a sample);
+    estimates and detectors always use every image. ``top_classes`` is how many classes the
+    label-shift estimate lists.
     """
     _check_batch(calibration, outputs)
     log_probs = log_probabilities(outputs.logits, calibration.logit_scale, calibration.temperature)
@@ -106,9 +108,12 @@ def monitor_batch(
     scores = confidence_scores(log_probs, probs)
     preds = outputs.logits.argmax(axis=1)
     estimates = _estimates(calibration, scores, preds)
-    measured = () if labels is None else tuple(
-        measured_accuracy(preds, _check_labels(labels, outputs), calibration.class_groups, GROUPS)
-    )
+    measured: tuple[Measured, ...] = ()
+    if labels is not None:
+        labels = _check_labels(labels, outputs)
+        known = labels >= 0
+        if known.any():
+            measured = tuple(measured_accuracy(preds[known], labels[known], calibration.class_groups, GROUPS))
     return MonitorResult(
         n_images=outputs.num_images, temperature=calibration.temperature, estimates=estimates, measured=measured,
         detectors=_detectors(calibration, outputs, probs.astype(np.float32)),
@@ -155,6 +160,7 @@ def _check_labels(labels: np.ndarray, outputs: ModelOutputs) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (outputs.num_images,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {outputs.num_images} integers, got shape {labels.shape} dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= outputs.num_classes:
-        raise ValueError(f"labels must lie in 0..{outputs.num_classes - 1}, got {labels.min()}..{labels.max()}")
+    if labels.min() < -1 or labels.max() >= outputs.num_classes:
+        raise ValueError(f"labels must lie in 0..{outputs.num_classes - 1} (-1: no label), got "
+                         f"{labels.min()}..{labels.max()}")
     return labels.astype(np.int64)

@@ -54,7 +54,8 @@ def test_result_json_schema(lpt_model, tiny_prepared, tmp_path) -> None:
     )
     doc = json.loads(res.write(tmp_path / "r.json").read_text())
     assert doc["schema"] == RESULT_SCHEMA == "lpt-result/2"
-    assert set(doc) == {"schema", "model", "shift", "metrics", "per_class", "code_version", "run"}
+    assert set(doc) == {"schema", "model", "shift", "metrics", "per_class", "code_version", "run", "labels"}
+    assert doc["labels"] == {"n_images": 48, "n_labeled": 48, "hash": None}
     assert set(doc["run"]) == {"eval_seconds", "images_per_second", "device", "created_at"}
     stable = res.write(tmp_path / "a.json", with_run=False).read_bytes()
     assert "run" not in json.loads(stable) and stable == res.write(tmp_path / "b.json", with_run=False).read_bytes()
