@@ -181,31 +181,36 @@ def _failure(table: str, r: dict[str, Any]) -> dict[str, Any]:
     return {"table": table, "expectation": cfg["type"], "target": target, "expected": expected, "offending": offending}
 
 
-def _array_row(name: str, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Shape, dtype, range and NaN facts of one image array and its labels."""
+def _array_row(name: str, images: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    """Shape, dtype, range and NaN facts of one image array and its labels (``None``: unlabeled)."""
     shape = tuple(images.shape) + (-1,) * max(0, 4 - images.ndim)
     floating = np.issubdtype(images.dtype, np.floating)
     size = int(images.size)
-    return {
+    row = {
         "array": name, "dtype": str(images.dtype), "ndim": int(images.ndim),
         "height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3]) if images.ndim >= 4 else -1,
-        "n_images": int(shape[0]) if images.ndim else 0, "n_labels": int(len(labels)) if labels.ndim else 0,
-        "labels_ndim": int(labels.ndim),
+        "n_images": int(shape[0]) if images.ndim else 0,
         "min": float(np.nanmin(images)) if size else 0.0, "max": float(np.nanmax(images)) if size else 0.0,
         "nan_count": int(np.isnan(images).sum()) if floating else 0,
     }  # fmt: skip
+    if labels is not None:
+        row.update(n_labels=int(len(labels)) if labels.ndim else 0, labels_ndim=int(labels.ndim))
+    return row
 
 
-def _array_expectations(gxe: Any, image_shape: tuple[int, int], min_images: int) -> list[Any]:
+def _array_expectations(gxe: Any, image_shape: tuple[int, int], min_images: int, labeled: bool = True) -> list[Any]:
     h, w = image_shape
+    label_exps = [
+        gxe.ExpectColumnValuesToBeInSet(column="labels_ndim", value_set=[1]),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="n_images", column_B="n_labels"),
+    ]
     return [
         gxe.ExpectColumnValuesToBeInSet(column="dtype", value_set=["uint8"]),
         gxe.ExpectColumnValuesToBeInSet(column="ndim", value_set=[4]),
         gxe.ExpectColumnValuesToBeInSet(column="height", value_set=[h]),
         gxe.ExpectColumnValuesToBeInSet(column="width", value_set=[w]),
         gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[3]),
-        gxe.ExpectColumnValuesToBeInSet(column="labels_ndim", value_set=[1]),
-        gxe.ExpectColumnPairValuesToBeEqual(column_A="n_images", column_B="n_labels"),
+        *(label_exps if labeled else []),
         gxe.ExpectColumnValuesToBeBetween(column="n_images", min_value=min_images),
         gxe.ExpectColumnValuesToBeBetween(column="min", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="max", max_value=255),
@@ -287,49 +292,69 @@ def validate_prepared(data: PreparedDataset, out_dir: str | Path | None = None) 
 # --------------------------------------------------------------------------- shift batches
 
 
-def batch_content_hash(images: np.ndarray, labels: np.ndarray) -> str:
-    """sha256 of the batch's image bytes followed by its int64 label bytes."""
+def batch_content_hash(images: np.ndarray, labels: np.ndarray | None) -> str:
+    """sha256 of the batch's image bytes (C order) followed by its int64 label bytes; with
+    ``labels=None`` (an unlabeled batch) of the image bytes only."""
     import hashlib
 
     h = hashlib.sha256()
-    for a in (np.ascontiguousarray(images), np.ascontiguousarray(np.asarray(labels).astype(np.int64))):
+    arrays = [np.ascontiguousarray(images)]
+    if labels is not None:
+        arrays.append(np.ascontiguousarray(np.asarray(labels).astype(np.int64)))
+    for a in arrays:
         h.update(memoryview(a).cast("B") if a.size else b"")  # cast() rejects zero-size shapes
     return h.hexdigest()
 
 
 def validate_batch(
-    images: np.ndarray, labels: np.ndarray, *, num_classes: int, image_shape: tuple[int, int],
+    images: np.ndarray, labels: np.ndarray | None, *, num_classes: int, image_shape: tuple[int, int],
     severity: int | np.ndarray | None = None, registered_hashes: set[str] | frozenset[str] = frozenset(),
-    out_dir: str | Path | None = None,
+    registered_image_hashes: set[str] | frozenset[str] = frozenset(), out_dir: str | Path | None = None,
 ) -> ValidationReport:  # fmt: skip
     """Validate a shift batch: labels within the trained classes, consistent shapes, no NaN or
-    empty arrays, equal lengths, severity in 1..5 when given, not a duplicate of a registered batch."""
+    empty arrays, equal lengths, severity in 1..5 when given, not a duplicate of a registered batch
+    (its content hash not in ``registered_hashes``, its images-only hash not in
+    ``registered_image_hashes``). ``labels=None`` validates an unlabeled batch: the same checks
+    without the label ones."""
     _, gxe, _ = _gx()
-    labels = np.asarray(labels)
+    labels = None if labels is None else np.asarray(labels)
     arrays = pd.DataFrame([_array_row("batch", images, labels)])
     arrays["content_hash"] = batch_content_hash(images, labels)
-    per_image = pd.DataFrame({"label": labels.reshape(-1)})
-    image_exps = [
+    n_rows = int(images.shape[0]) if images.ndim else 0
+    per_image = pd.DataFrame({"label": labels.reshape(-1)} if labels is not None else {"row": np.arange(n_rows)})
+    image_exps = [] if labels is None else [
         gxe.ExpectColumnValuesToNotBeNull(column="label"),
         gxe.ExpectColumnValuesToBeBetween(column="label", min_value=0, max_value=num_classes - 1),
-    ]
-    if severity is not None and not (np.isscalar(severity) and int(severity) == 0):
-        sev = np.broadcast_to(np.asarray(severity), per_image.shape[:1]) if np.ndim(severity) == 0 else severity
-        if len(sev) == len(per_image):
-            per_image["severity"] = np.asarray(sev)
-        else:
-            arrays["severity_rows"] = len(sev)
-        image_exps.append(gxe.ExpectColumnValuesToBeBetween(column="severity", min_value=1, max_value=5))
-    array_exps = _array_expectations(gxe, image_shape, 1)
+    ]  # fmt: skip
+    array_exps = _array_expectations(gxe, image_shape, 1, labeled=labels is not None)
     array_exps.append(gxe.ExpectColumnValuesToNotBeInSet(column="content_hash", value_set=sorted(registered_hashes)))
-    if "severity_rows" in arrays:
-        array_exps.append(gxe.ExpectColumnPairValuesToBeEqual(column_A="severity_rows", column_B="n_labels"))
-        image_exps.pop()
-    tables = {"batch_images": (per_image, image_exps), "batch_arrays": (arrays, array_exps)}
+    if registered_image_hashes:
+        arrays["images_hash"] = batch_content_hash(images, None)
+        array_exps.append(gxe.ExpectColumnValuesToNotBeInSet(column="images_hash",
+                                                             value_set=sorted(registered_image_hashes)))  # fmt: skip
+    _severity_checks(gxe, severity, per_image, image_exps, arrays, array_exps)
+    tables = {"batch_arrays": (arrays, array_exps)}
+    if image_exps:
+        tables = {"batch_images": (per_image, image_exps), **tables}
     report = _collect("shift_batch", tables)
     if out_dir is not None:
         report.write(out_dir)
     return report
+
+
+def _severity_checks(
+    gxe: Any, severity: Any, per_image: pd.DataFrame, image_exps: list[Any], arrays: pd.DataFrame, array_exps: list[Any]
+) -> None:  # fmt: skip
+    """Severity (scalar or one per image) in 1..5 when given (0 = n/a is not checked)."""
+    if severity is None or (np.isscalar(severity) and int(severity) == 0):
+        return
+    sev = np.broadcast_to(np.asarray(severity), per_image.shape[:1]) if np.ndim(severity) == 0 else severity
+    if len(sev) == len(per_image):
+        per_image["severity"] = np.asarray(sev)
+        image_exps.append(gxe.ExpectColumnValuesToBeBetween(column="severity", min_value=1, max_value=5))
+    else:
+        arrays["severity_rows"] = len(sev)
+        array_exps.append(gxe.ExpectColumnPairValuesToBeEqual(column_A="severity_rows", column_B="n_images"))
 
 
 # --------------------------------------------------------------------------- offline HTML

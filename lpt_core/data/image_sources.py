@@ -172,6 +172,40 @@ def read_image_folder(
     return decode_images(paths, image_size), labels, names
 
 
+def read_class_folder(
+    folder: str | Path, class_names: Sequence[str], image_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Like :func:`read_image_folder` but -> (images, labels, ids): an image's id is
+    ``<class folder>/<file name>``, in the order of the rows."""
+    folder = Path(folder)
+    paths, labels, _ = _class_folder_listing(folder, class_names)
+    return decode_images(paths, image_size), labels, [p.relative_to(folder).as_posix() for p in paths]
+
+
+def folder_layout(folder: str | Path) -> str:
+    """How an image folder is laid out: ``"classes"`` (class subfolders, no image files beside
+    them), ``"flat"`` (image files, no subfolders), ``"mixed"`` (both) or ``"empty"`` (neither).
+    Hidden entries are not counted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    subdirs = any(p.is_dir() for p in entries)
+    files = any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries)
+    return {(True, False): "classes", (False, True): "flat", (True, True): "mixed"}.get((subdirs, files), "empty")
+
+
+def read_flat_folder(folder: str | Path, image_size: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The image files directly in ``folder`` (an unlabeled batch), sorted by file name ->
+    (images, file names); the file names are the images' ids."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                    and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)  # fmt: skip
+    return decode_images(paths, image_size), [p.name for p in paths]
+
+
 @SOURCES.register("folder")
 def folder(
     root: Path | None, download: bool = False, *, image_size: int | None = None,

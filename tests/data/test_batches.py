@@ -37,9 +37,13 @@ def shifts(tmp_path: Path, tiny_prepared_dir: Path) -> Path:
 def test_make_batch_stores_format_and_is_reproducible(tiny_prepared_dir: Path, tmp_path: Path) -> None:
     b = make_batch(tiny_prepared_dir, tmp_path / "a", "gaussian_noise", 3, 10, seed=7, use_dvc=False)
     files = sorted(p.name for p in b.path.iterdir())
-    assert files == ["batch.json", "conditions.csv", "images.npy", "labels.npy", "validation.html", "validation.json"]
+    assert files == ["batch.json", "conditions.csv", "ids.csv", "images.npy", "labels.npy", "validation.html",
+                     "validation.json"]
     meta = json.loads((b.path / "batch.json").read_text())
     assert meta["schema"] == "lpt-shift-batch/1" and meta["kind"] == "generated" and meta["severity"] == 3
+    assert meta["labeled"] is True and meta["images_hash"] != meta["content_hash"]
+    ids = __import__("pandas").read_csv(b.path / "ids.csv", dtype=str)
+    assert ids.columns.tolist() == ["row", "id"] and ids["id"].str.startswith("synthetic:test:").all()
     assert meta["id"].endswith(f"-generated-gaussian_noise-s3-{meta['content_hash'][:8]}")
     assert meta["validation"] == {"success": True, "result_path": "validation.json"} and meta["dataset"] == "tiny-lt"
     again = make_batch(tiny_prepared_dir, tmp_path / "b", "gaussian_noise", 3, 10, seed=7, use_dvc=False)

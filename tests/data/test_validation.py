@@ -106,3 +106,22 @@ def test_cli_validate_exit_codes(tiny_prepared_dir: Path, tmp_path: Path, tiny) 
     np.save(bad / "train" / "labels.npy", labels)
     assert main(["validate", "--data", str(bad), "--out", str(tmp_path / "bad-report")]) == 1
     assert not json.loads((tmp_path / "bad-report" / "validation.json").read_text())["success"]
+
+
+def test_unlabeled_batch_runs_the_same_checks_without_the_label_ones() -> None:
+    import hashlib
+
+    from lpt_core.validation import batch_content_hash
+
+    x, y = _batch()
+    ok = validate_batch(x, None, num_classes=5, image_shape=(16, 16))
+    checked = {v for t in ok.result["tables"].values() for r in t["results"]
+               for v in r["expectation_config"]["kwargs"].values() if isinstance(v, str)}
+    assert ok.success and {"dtype", "height", "nan_count", "content_hash"} <= checked
+    assert not {"label", "labels_ndim", "n_labels"} & checked
+    assert batch_content_hash(x, None) == hashlib.sha256(x.tobytes()).hexdigest() != batch_content_hash(x, y)
+    for bad, column in ((x.astype(np.float32), "dtype"), (x[:0], "n_images"), (x[..., :2], "channels")):
+        report = validate_batch(bad, None, num_classes=5, image_shape=(16, 16))
+        assert column in [v for f in report.failures for v in f["target"].values()], report.summary()
+    dup = validate_batch(x, None, num_classes=5, image_shape=(16, 16), registered_image_hashes={batch_content_hash(x, None)})
+    assert [f["target"] for f in dup.failures] == [{"column": "images_hash"}]
