@@ -166,9 +166,9 @@ def load_artifact(
     The backbone is ``backbone`` if given (used in place, on its device: the classifier shares
     it), else rebuilt from meta (``backbone_weights`` overrides the recorded source). Its
     fingerprint must equal the recorded one; a fingerprint pinned by
-    :func:`lpt_core.models.backbone.pin_fingerprint` is trusted while the weights are untouched. For ``full_ft`` the
-    recorded fingerprint is the base backbone's; the trained weights come from the artifact and
-    their fingerprint is checked too.
+    :func:`lpt_core.models.backbone.pin_fingerprint` is trusted while the weights are untouched.
+    For ``full_ft`` the recorded fingerprint is the base backbone's; the trained weights come
+    from the artifact and their fingerprint is checked too.
     """
     meta = read_meta(art_dir)
     if meta.get("schema") != SCHEMA:

@@ -10,6 +10,9 @@
 # Runs the CUDA-marked unit tests first (GPU_CHECK_TESTS=0 skips them; at most 150 s), then the
 # suite under a wall-clock cap of GPU_CHECK_TIMEOUT seconds (default 420). Test it on a CPU with:
 #   bash scripts/gpu_check.sh /tmp/gpu_out --quick --device cpu
+# The nightly-at-scale figures (issue 15) fit one call each on an H200 (about 4 and 6 minutes):
+#   GPU_CHECK_TESTS=0 GPU_CHECK_TIMEOUT=560 bash scripts/gpu_check.sh "$OUT" --only matmul,fastpath
+#   GPU_CHECK_TESTS=0 GPU_CHECK_TIMEOUT=560 bash scripts/gpu_check.sh "$OUT" --only matmul,night
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-${OUT:-bench_out}}"
@@ -35,7 +38,8 @@ if [ "${GPU_CHECK_TESTS:-1}" = 1 ] && python3 -c "import sys, torch; sys.exit(no
   # exact bf16 resume, CUDA transforms, ViT-B/16 LPT throughput): ~1 min, capped at 150 s.
   echo "[gpu_check] CUDA unit tests"
   timeout --signal=TERM --kill-after=10 150 python3 -m pytest -q -s -p no:cacheprovider \
-    tests/core/test_models_gpu.py tests/core/test_train_gpu.py > "$OUT_DIR/gpu_tests.log" 2>&1
+    tests/core/test_models_gpu.py tests/core/test_train_gpu.py tests/core/test_eval_sharing.py \
+    > "$OUT_DIR/gpu_tests.log" 2>&1
   echo "[gpu_check] CUDA unit tests exit code $? (log: $OUT_DIR/gpu_tests.log)"; tail -5 "$OUT_DIR/gpu_tests.log"
 fi
 timeout --signal=TERM --kill-after=20 "${GPU_CHECK_TIMEOUT:-420}" \

@@ -23,5 +23,5 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
   "$PY" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[dev,ray]"  # ray: the Ray executor's tests run in CI too
 echo "setup: done ($("$PY" -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'))"

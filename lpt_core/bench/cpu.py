@@ -2,7 +2,8 @@
 
 Sections: matmul ceiling, FLOPs per image (ViT-B/16 @224), wall-time ratios (inference and a
 phase-2 training step, interleaved medians), evaluation throughput of quickstart-size models
-against the ceiling, peak memory, corruption generation throughput and the nightly job.
+against the ceiling, peak memory, corruption generation throughput, the nightly job and the
+nightly job at load (50 models x 40 batches, per backend and executor, before/after grouping).
 ``--quick`` swaps every model for a tiny ViT and every size for a handful: a harness check.
 """
 
@@ -17,7 +18,8 @@ from lpt_core.bench.suite import BenchContext, run_sections
 from lpt_core.registry import Registry
 
 CPU_SECTIONS: Registry = Registry("cpu benchmark section")
-CPU_ORDER: tuple[str, ...] = ("ceiling", "flops", "walltime", "throughput", "memory", "corruptions", "nightly")
+CPU_ORDER: tuple[str, ...] = ("ceiling", "flops", "walltime", "throughput", "memory", "corruptions", "nightly",
+                              "nightload")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -154,3 +155,15 @@ def nightly(ctx: BenchContext) -> list[BenchRow]:
     from lpt_core.bench.nightly import nightly_rows
 
     return nightly_rows(ctx.quick, ctx.command_for("nightly"), ctx.seed)
+
+
+@section("nightload")
+def nightload(ctx: BenchContext) -> list[BenchRow]:
+    """A night of 50 models x 40 batches per store backend and executor; the per-pair fixed cost
+    before and after grouping (``lpt_core.bench.nightload``)."""
+    from lpt_core.bench.nightload import PG_ENV, load_rows
+
+    command = ctx.command_for("nightload")
+    if os.environ.get(PG_ENV):
+        command = f"{PG_ENV}={os.environ[PG_ENV]} {command}"
+    return load_rows(ctx.quick, command, ctx.seed)

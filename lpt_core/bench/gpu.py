@@ -1,7 +1,10 @@
 """The GPU suite (``lpt bench gpu``, ``scripts/gpu_check.sh``): LPT's costs on one H200.
 
 LPT (Dong et al., ICLR 2023) at the paper's scale: ViT-B/16 @224 with random weights.
-Sections: bf16 matmul ceiling; plain / phase-1 / LPT-naive / LPT-reuse evaluation throughput
+Sections: bf16 matmul ceiling; the fast evaluation path (uint8 batches staged once, a batch-size
+sweep, LPT vs plain vs the ceiling, the host path, torch.compile with its compile time) and a
+whole night (20 models x 10 batches of 10,000 images through one EvalWorker vs one pair);
+plain / phase-1 / LPT-naive / LPT-reuse evaluation throughput
 (bf16 autocast, inference_mode, channels_last, timm fused attention), model-only and with the
 uint8 -> GPU preprocessing path; phase-2 and full fine-tuning step times (dual batch); CIFAR-C
 generation on the host's CPU cores; the paper profile (a few ``fit`` steps and one 10,000-image
@@ -27,7 +30,7 @@ from lpt_core.bench.suite import BenchContext, log, run_sections
 from lpt_core.registry import Registry
 
 GPU_SECTIONS: Registry = Registry("gpu benchmark section")
-GPU_ORDER: tuple[str, ...] = ("matmul", "eval", "train", "paper", "corruptions", "released")
+GPU_ORDER: tuple[str, ...] = ("matmul", "fastpath", "night", "eval", "train", "paper", "corruptions", "released")
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,13 @@ class GpuProfile:
     paper_eval_images: int
     corruption_images: int
     released_images: int  # the released-checkpoint section's test array (Places-LT test: 36,500)
+    fast_batches: tuple[int, ...] = (256, 512, 1024, 2048)  # the fast path's batch-size sweep
+    night: tuple[int, int, int] = (20, 10, 10000)  # models, batches, images per batch
+    compile: bool = True  # time torch.compile in the fast path
 
 
 FULL = GpuProfile(8192, VIT_B16, 1024, 10240, 256, 5, 5, 10000, 1000, 36500)
-QUICK = GpuProfile(256, TINY, 16, 64, 4, 1, 2, 64, 8, 64)
+QUICK = GpuProfile(256, TINY, 16, 64, 4, 1, 2, 64, 8, 64, fast_batches=(16, 32), night=(3, 2, 32))
 
 
 def profile(ctx: BenchContext) -> GpuProfile:

@@ -31,6 +31,38 @@ def matmul(ctx: BenchContext) -> list[BenchRow]:
                      f"median {c.seconds * 1e3:.3g} ms", ctx.command_for("matmul"))]
 
 
+def _ceiling(ctx: BenchContext) -> float:
+    """The bf16 matmul ceiling of this run (the matmul section's, else measured now)."""
+    if "ceiling" not in _STATE:
+        matmul(ctx)
+    return _STATE["ceiling"]
+
+
+@section("fastpath")
+def fastpath(ctx: BenchContext) -> list[BenchRow]:
+    """LPT evaluation through the real path (``predict_outputs``) on a staged uint8 batch: batch
+    sweep, vs plain and the ceiling (targets 60% and 1.5x), host path, torch.compile."""
+    from lpt_core.bench.fastpath_bench import fastpath_rows
+
+    p = profile(ctx)
+    rows, best = fastpath_rows(p.model, ctx.device, p.eval_images, p.fast_batches, p.repeats, _ceiling(ctx),
+                               sync_fn(ctx.device), ctx.command_for("fastpath"), ctx.seed, p.compile)  # fmt: skip
+    _STATE["best_batch"] = float(best)
+    return rows
+
+
+@section("night")
+def night(ctx: BenchContext) -> list[BenchRow]:
+    """A whole night (models x batches x images) through one EvalWorker vs one pair (target 80%)."""
+    from lpt_core.bench.fastpath_bench import night_rows
+
+    p = profile(ctx)
+    models, batches, images = p.night
+    batch = int(_STATE.get("best_batch", p.eval_batch))
+    return night_rows(p.model, ctx.device, models, batches, images, batch, sync_fn(ctx.device),
+                      ctx.command_for("night"), ctx.seed)  # fmt: skip
+
+
 def _fused_attn() -> str:
     try:
         from timm.layers import use_fused_attn

@@ -57,8 +57,11 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
     return json.loads(proc.stdout[proc.stdout.index("{"):]), wall
 
 
-def _world(root: Path, batch_size: int, seed: int) -> tuple[Path, dict[str, str]]:
-    """A prepared synthetic dataset and the service environment, all under ``root``."""
+def _world(root: Path, batch_size: int, seed: int, balanced: bool = False) -> tuple[Path, dict[str, str]]:
+    """A prepared synthetic dataset and the service environment, all under ``root``
+    (``balanced``: test labels cycle through the classes, so a whole-split batch has them all)."""
+    import numpy as np
+
     from lpt_core.data.store import ArraySplit, PreparedDataset, save_prepared
 
     def split(n: int, s: int) -> ArraySplit:
@@ -66,8 +69,10 @@ def _world(root: Path, batch_size: int, seed: int) -> tuple[Path, dict[str, str]
 
     prepared = root / "prepared"
     names = [f"class_{i}" for i in range(NUM_CLASSES)]
-    save_prepared(prepared, PreparedDataset(split(50, 0), split(10, 1), split(batch_size, 2), names,
-                                            meta={"name": "bench-nightly"}))
+    test = split(batch_size, 2)
+    if balanced:
+        test = ArraySplit(test.images, np.arange(batch_size, dtype=np.int64) % NUM_CLASSES)
+    save_prepared(prepared, PreparedDataset(split(50, 0), split(10, 1), test, names, meta={"name": "bench-nightly"}))
     env = dict(os.environ, LPT_DB_URL=f"sqlite:///{root / 'store.db'}", LPT_SHIFTS_DIR=str(root / "shifts"),
                LPT_INCOMING_DIR=str(root / "incoming"), LPT_MODELS_DIR=str(root / "models"),
                LPT_REPORTS_DIR=str(root / "reports"), LPT_RESULTS_DIR=str(root / "results"),

@@ -145,6 +145,41 @@ def backbone_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+PIN_ATTR = "lpt_pinned_fingerprint"
+
+
+def _state_token(model: nn.Module) -> tuple:
+    """Where each state tensor lives and how often it was written in place (cheap: no bytes read)."""
+    return tuple((k, t.device.type, t.device.index, t.data_ptr(), t._version, tuple(t.shape), t.dtype)
+                 for k, t in sorted(model.state_dict().items()))
+
+
+def pin_fingerprint(model: nn.Module) -> str:
+    """Compute ``model``'s fingerprint once and pin it: :func:`known_fingerprint` returns it
+    without rehashing while every state tensor keeps its storage and version counter.
+
+    For frozen backbones shared by many artifacts in one evaluation worker
+    (:mod:`lpt_core.backbone_pool`). An in-place write through torch (``copy_``, ``add_``, an
+    optimizer step, ``load_state_dict``) bumps a version counter and a ``.to()`` replaces the
+    storage, so either unpins; writes that torch cannot see (through ``.data`` or a numpy view)
+    are not detected, which is why only evaluation workers pin.
+    """
+    digest = backbone_fingerprint(model)
+    setattr(model, PIN_ATTR, (_state_token(model), digest))
+    return digest
+
+
+def known_fingerprint(model: nn.Module) -> str:
+    """The pinned fingerprint while the state is untouched since :func:`pin_fingerprint`, else
+    :func:`backbone_fingerprint` (computed afresh; a stale pin is dropped)."""
+    pinned = getattr(model, PIN_ATTR, None)
+    if pinned is not None:
+        if pinned[0] == _state_token(model):
+            return pinned[1]
+        delattr(model, PIN_ATTR)
+    return backbone_fingerprint(model)
+
+
 def embed_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Image (B,3,S,S) -> token sequence fed to the first block (timm's own pre-block steps)."""
     x = model.patch_embed(x)

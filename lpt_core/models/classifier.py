@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from lpt_core.models.backbone import backbone_fingerprint, embed_tokens, pooled_feature
+from lpt_core.models.backbone import embed_tokens, known_fingerprint, pooled_feature
 from lpt_core.models.config import MethodConfig
 from lpt_core.models.heads import CosineHead
 
@@ -47,7 +47,7 @@ class Classifier(nn.Module):
         self.head_drop = nn.Dropout(cfg.head_dropout)
         on_meta = any(p.device.type == "meta" for p in backbone.parameters())
         #: fingerprint of the backbone this classifier started from (before any training)
-        self.base_fingerprint: str | None = None if on_meta else backbone_fingerprint(backbone)
+        self.base_fingerprint: str | None = None if on_meta else known_fingerprint(backbone)
         self.phase = ""
 
     # ----- phases and trainable parameters -------------------------------------------------

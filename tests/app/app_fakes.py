@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import sys
 import time
 import zlib
@@ -60,13 +62,18 @@ class FakeEvaluator:
     """Returns a Result dict with deterministic metrics; can sleep or fail on chosen pairs."""
 
     def __init__(self, accuracy: dict[tuple[str, str], float] | None = None, sleep_on: str | None = None,
-                 fail_on: str | None = None, sleep_s: float = 60.0) -> None:
+                 fail_on: str | None = None, sleep_s: float = 60.0, kill_on: str | None = None,
+                 kill_marker: Path | None = None) -> None:
         self.accuracy = accuracy or {}
         self.sleep_on, self.fail_on, self.sleep_s = sleep_on, fail_on, sleep_s
+        self.kill_on, self.kill_marker = kill_on, kill_marker  # SIGKILL this process once (marker file)
         self.calls: list[tuple[str, str]] = []
 
     def __call__(self, spec: Any) -> dict[str, Any]:
         self.calls.append((spec.model_name, spec.batch_id))
+        if self.kill_on == spec.batch_id and self.kill_marker is not None and not self.kill_marker.exists():
+            self.kill_marker.write_text(f"{spec.model_name} {spec.batch_id}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.sleep_on == spec.batch_id:
             print("SLEEPING", flush=True)
             time.sleep(self.sleep_s)

@@ -113,3 +113,19 @@ def test_nightly_cost_split_from_per_pair_times() -> None:
     assert rows["first pair of a job (median)"] == pytest.approx(1.5)
     assert rows["fixed cost of a job that evaluates (median)"] == pytest.approx(4.1)  # of 3.75, 4.1, 4.25
     assert cost_rows(runs[:1], "s", "cmd") == []  # no later pair: nothing to split
+
+
+def test_night_load_rows_count_lost_and_doubled_pairs_and_fit_the_line() -> None:
+    from lpt_core.bench.nightload import LoadJob, LoadNight, fit_line, night_rows
+
+    a, b, worst = fit_line([250, 500, 1250], [3.0 + 0.02 * n for n in (250, 500, 1250)])
+    assert (a, b, worst) == (pytest.approx(3.0), pytest.approx(0.02), pytest.approx(0.0, abs=1e-12))
+    jobs = tuple(LoadJob(n, 0, 3.0 + 0.02 * n, 0.02 * n, 0.005 * n) for n in (250, 500, 1250))
+    good = LoadNight(jobs, 0, {"eval_runs": 2000, "metrics": 34000}, 2000, 2000)
+    rows = {r.name: r for r in night_rows(good, "t", "cmd")}
+    assert "lost 0, doubled 0" in rows["pairs recorded (eval runs in the store)"].detail
+    assert rows["job seconds = fixed + pairs x per-pair (fit)"].value == pytest.approx(20.0)  # ms/pair
+    doubled = LoadNight(jobs + (LoadJob(10, 0, 3.2, 0.2, 0.05),), 0, {"eval_runs": 2000, "metrics": 34000}, 2000, 2000)
+    assert "doubled 10" in night_rows(doubled, "t", "cmd")[0].detail
+    lost = LoadNight(jobs, 5, {"eval_runs": 1995, "metrics": 33915}, 1995, 2000)
+    assert "lost 5" in night_rows(lost, "t", "cmd")[0].detail
