@@ -11,7 +11,9 @@ from :func:`model_colours` over the store's models and stay the same on every pa
 a title and labelled axes; faceted charts label the axes of every panel.
 
 Measured vs estimated: a frame may carry a ``kind`` column ("measured"/"estimated"); estimated
-points are drawn hollow and estimated lines dashed, with a legend saying so.
+points are drawn hollow and estimated lines dashed, with a legend saying so and a subtitle naming
+the estimator (``estimator_label``). The label-free monitoring charts are in
+:mod:`app.charts_monitoring`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ CONDITION_SHAPES = {"clean": "circle", "shifted": "triangle-up"}
 # Severity 0 (clean) black, 1..5 ColorBrewer oranges 4..9: light enough to order, dark enough to see.
 SEVERITY_COLOURS = {0: "#000000", 1: "#FDAE6B", 2: "#FD8D3C", 3: "#F16913", 4: "#D94801", 5: "#8C2D04"}
 MEASURE_SHORT = {"clean": "clean", "shifted": "shifted", "many": "many", "medium": "medium", "few": "few"}
+#: production batches of unknown shift (corruption "unknown") are named so on the charts
+UNKNOWN = {"unknown": "production (unknown)"}
 _ACC = alt.Scale(domain=[0.0, 1.0])
 _PCT = alt.Axis(format="%")
 
@@ -106,8 +110,24 @@ def _line_dash(df: pd.DataFrame) -> dict:
     """Solid lines for measurements, dashed ones (with a legend) for estimates."""
     if not _estimated(df):
         return {}
-    return {"strokeDash": alt.StrokeDash("kind:N", title="accuracy", sort=["measured", "estimated"],
+    legend = alt.Legend(symbolType="stroke", symbolStrokeWidth=2.5, symbolSize=300,
+                        labelExpr="datum.label === 'estimated' ? 'estimated (no labels)' : 'measured (labels)'")
+    return {"strokeDash": alt.StrokeDash("kind:N", title="top-1", sort=["measured", "estimated"], legend=legend,
                                          scale=alt.Scale(domain=["measured", "estimated"], range=[[1, 0], [5, 3]]))}
+
+
+def estimate_note(df: pd.DataFrame) -> str | None:
+    """The subtitle of a chart holding estimates: what hollow / dashed means and which estimator."""
+    if not _estimated(df):
+        return None
+    names = df.loc[df["kind"] == "estimated"].get("estimator_label", pd.Series(dtype=str)).dropna().unique()
+    by = f" by {', '.join(names)}" if len(names) else ""
+    return f"hollow points, dashed lines: top-1 estimated{by} on batches without labels (not measured)"
+
+
+def _titled(title: str, df: pd.DataFrame) -> alt.TitleParams | str:
+    note = estimate_note(df)
+    return alt.TitleParams(title, subtitle=note) if note else title
 
 
 def comparison_long(comparison: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:
@@ -157,7 +177,7 @@ def batch_top1(rows: pd.DataFrame, colours: Mapping[str, str] | None = None,
     colour = colour_encoding(rows, colours)
     models = list(_colours_for(rows, colours))
     base = alt.Chart(rows).encode(
-        y=alt.Y("batch:N", title="shift batch", sort=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("batch:N", title="shift batch", sort=None, axis=alt.Axis(labelLimit=260, titlePadding=30)),  # room: the page font is wider than Vega measures
         yOffset=alt.YOffset("model:N", sort=models), color=colour,
     )
     interval = base.mark_rule(strokeWidth=2).encode(
@@ -167,7 +187,7 @@ def batch_top1(rows: pd.DataFrame, colours: Mapping[str, str] | None = None,
         tooltip=["model", "batch", alt.Tooltip("value:Q", format=".1%"),
                  alt.Tooltip("ci_low:Q", format=".1%"), alt.Tooltip("ci_high:Q", format=".1%")],
     )
-    return (interval + points).properties(width=520, height=alt.Step(16), title=title)
+    return (interval + points).properties(width=520, height=alt.Step(16), title=_titled(title, rows))
 
 
 def shift_heatmap(cells: pd.DataFrame, colours: Mapping[str, str] | None = None,
@@ -178,7 +198,8 @@ def shift_heatmap(cells: pd.DataFrame, colours: Mapping[str, str] | None = None,
     the order of ``colours`` (deployed first).
     """
     _require(cells, {"model", "corruption", "severity", "value"}, "shift_heatmap")
-    cells = cells.assign(level=cells["severity"].astype(int).astype(str).replace("0", "mixed"))
+    cells = cells.assign(level=cells["severity"].astype(int).astype(str).replace("0", "mixed"),
+                         corruption=cells["corruption"].replace(UNKNOWN))
     levels = ["mixed", *(str(s) for s in range(1, 6))]
     base = alt.Chart(cells).encode(
         x=alt.X("level:O", title="severity (mixed: a mixture batch)", sort=levels, axis=alt.Axis(labelAngle=0)),
@@ -228,7 +249,7 @@ def difference_with_ci(diff: pd.DataFrame, title: str = "Difference of top-1 wit
     """
     _require(diff, {"corruption", "severity", "diff", "ci_low", "ci_high"}, "difference_with_ci")
     pp = diff.assign(pp=100 * diff["diff"], pp_low=100 * diff["ci_low"], pp_high=100 * diff["ci_high"],
-                     corruption=diff["corruption"].replace("none", "clean"))
+                     corruption=diff["corruption"].replace({"none": "clean", **UNKNOWN}))
     base = alt.Chart(pp).encode(
         y=alt.Y("corruption:N", title="corruption"),
         yOffset=alt.YOffset("severity:O"),
@@ -283,6 +304,7 @@ def shot_groups_by_shift(groups: pd.DataFrame, colours: Mapping[str, str] | None
     ``groups`` has columns model, condition, grp (many/medium/few), value.
     """
     _require(groups, {"model", "condition", "grp", "value"}, "shot_groups_by_shift")
+    groups = groups.assign(condition=groups["condition"].replace(UNKNOWN))
     colour = colour_encoding(groups, colours, legend="bottom")
     models = list(_colours_for(groups, colours))
     conditions = ["clean"] + sorted(c for c in groups["condition"].unique() if c != "clean")
@@ -319,18 +341,22 @@ def nightly_trend(trend: pd.DataFrame, events: pd.DataFrame | None = None,
     x = alt.X("night:T", title="night (UTC)", scale=alt.Scale(padding=24),
               axis=alt.Axis(format="%Y-%m-%d", tickCount="day", labelAngle=0))
     y = alt.Y("value:Q", title="top-1 accuracy", scale=alt.Scale(zero=False, padding=12), axis=_PCT)
-    line = alt.Chart(nightly).mark_line(point=True, strokeWidth=2.5).encode(
+    # With estimates the nightly means get their own (hollow where estimated) points, not the line's filled ones.
+    line = alt.Chart(nightly).mark_line(point=not _estimated(nightly), strokeWidth=2.5).encode(
         x=x, y=y, color=colour, **_line_dash(nightly))
+    means = alt.Chart(nightly).mark_point(size=40, filled=False, strokeWidth=2, opacity=1).encode(
+        x=x, y=y, color=colour, fill=_point_fill(nightly, colour))
     points = alt.Chart(trend).mark_point(size=45, opacity=0.6, filled=False).encode(
         x=x, y=y, color=colour, fill=_point_fill(trend, colour),
-        tooltip=["model", "batch_id", alt.Tooltip("night:T"), alt.Tooltip("value:Q", format=".1%")],
+        tooltip=["model", "batch_id", alt.Tooltip("night:T"), alt.Tooltip("value:Q", format=".1%")]
+        + (["kind"] if "kind" in trend.columns else []),
     )
-    layers = [points, line]
+    layers = [points, line] + ([means] if _estimated(nightly) else [])
     if events is not None and not events.empty:
         _require(events, {"at", "label"}, "nightly_trend events")
         layers.append(alt.Chart(events).mark_rule(strokeDash=[3, 3], color="gray")
                       .encode(x="at:T", tooltip=["label", alt.Tooltip("at:T")]))
-    return alt.layer(*layers).properties(width=640, height=280, title=title)
+    return alt.layer(*layers).properties(width=640, height=280, title=_titled(title, trend))
 
 
 def to_svg(chart: alt.TopLevelMixin) -> str:

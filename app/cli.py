@@ -36,8 +36,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reason", default="", help="promote/rollback: why (recorded with the event)")
     p.set_defaults(func=cmd_models)
 
-    p = subparsers.add_parser("db", help="the store's schema: upgrade it (Alembic), show its revision")
-    p.add_argument("action", choices=("upgrade", "current"))
+    p = subparsers.add_parser("db", help="the store's schema: upgrade it (Alembic), show its revision or row counts")
+    p.add_argument("action", choices=("upgrade", "current", "counts"))
     p.add_argument("--revision", default="head", help="upgrade: target revision (default head)")
     p.set_defaults(func=cmd_db)
 
@@ -144,11 +144,18 @@ def _register(session: Any, args: argparse.Namespace) -> str:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    """``lpt db upgrade|current``."""
+    """``lpt db upgrade|current|counts``."""
     from app.db.migrate import current_revision, head_revision, upgrade
     from app.db.session import make_engine
 
     engine = make_engine(load_settings().db_url)
+    if args.action == "counts":  # rows per table, as JSON (load checks: nothing lost, nothing doubled)
+        from app.db import repository as repo
+        from app.db.session import session_scope
+
+        with session_scope(engine) as s:
+            print(json.dumps(repo.count_rows(s), sort_keys=True))
+        return 0
     if args.action == "current":
         print(f"store revision {current_revision(engine) or '(empty store)'}; this code's head {head_revision()}")
         return 0

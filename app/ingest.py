@@ -139,6 +139,7 @@ def batch_values(meta: Mapping[str, Any], path: str) -> dict[str, Any]:
         "content_hash": str(meta["content_hash"]), "dvc_hash": meta.get("dvc_hash"), "path": path,
         "validation_status": "passed", "validation_json": json.dumps(validation, sort_keys=True),
         "created_at": _parse_time(meta.get("created_at")),  # pipeline sets carry none (same bytes per clone)
+        "labeled": bool(meta.get("labeled", True)), "n_labeled": meta["size"] if meta.get("labeled", True) else 0,
     }
 
 

@@ -8,7 +8,11 @@ Reliability rules (tested in tests/app/test_jobs_reliability.py):
   ``succeeded`` in the same transaction as its metrics, or ``failed`` with the error; a process
   killed mid-pair leaves a ``running`` row that the next job marks failed and retries;
 - the model artifact's sha256 is verified before evaluating: missing or tampered is a failed run.
-Heavy imports (torch, timm, great_expectations) happen only inside the evaluator and batch intake.
+Pairs are grouped into work units (``app.units``: one backbone family, batch by batch) and run by
+an executor (``app.executors``: in this process, or on Ray actors); whichever runs them, this
+process alone writes the store, pair by pair, through :class:`PairRecorder`.
+Heavy imports (torch, timm, great_expectations, ray) happen only inside the evaluator, the
+executor and batch intake.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class PairSpec:
     dvc_hash: str | None
     code_version: str
     model_version: int = 1
+    labels_hash: str = ""  # the batch's late label set ("" for none): part of the eval run's key
 
 
 Evaluator = Callable[[PairSpec], Mapping[str, Any]]
@@ -77,6 +82,8 @@ class JobSummary:
     pairs_evaluated: int = 0
     pairs_failed: int = 0
     pair_seconds: list[float] = field(default_factory=list)  # wall seconds of each pair, in order
+    executor: str = "local"
+    workers: list[dict[str, Any]] = field(default_factory=list)  # per worker: pairs, backbone builds, batch reads
     gate_changes: list[str] = field(default_factory=list)
     alerts: int = 0
     report_path: str | None = None
@@ -148,15 +155,7 @@ def _locked_job(
         with session_scope(engine) as s:
             pairs = [(_spec(m, b, code_version)) for m, b in repo.pending_pairs(s, code_version)]
         if pairs:
-            evaluator = evaluator or make_default_evaluator(settings)
-            hasher = _once_per_job(hasher)
-        for spec, version_id in pairs:
-            pair_started = time.perf_counter()
-            ok = evaluate_pair(engine, summary.job_run_id, spec, version_id, evaluator, hasher,
-                               job_results_dir(settings))  # fmt: skip
-            summary.pair_seconds.append(round(time.perf_counter() - pair_started, 4))
-            summary.pairs_evaluated += ok
-            summary.pairs_failed += not ok
+            _evaluate_pairs(settings, engine, summary, pairs, evaluator, _once_per_job(hasher))
         if pairs or summary.batches_added:
             _after_evaluation(settings, engine, summary)
     except BaseException as exc:
@@ -173,6 +172,25 @@ def _locked_job(
     log.info("job %d %s: %d pair(s) evaluated, %d failed, %d batch(es) added in %.2f s", summary.job_run_id,
              summary.status, summary.pairs_evaluated, summary.pairs_failed, len(summary.batches_added), summary.seconds)
     return summary
+
+
+def _evaluate_pairs(
+    settings: Settings, engine: Engine, summary: JobSummary, pairs: list[tuple[PairSpec, int]],
+    evaluator: Evaluator | None, hasher: Hasher,
+) -> None:  # fmt: skip
+    """Group the pairs into units and run them on the settings' executor, recording each pair."""
+    from app.executors import make_executor
+    from app.units import plan_units
+
+    recorder = PairRecorder(engine, summary.job_run_id, hasher, job_results_dir(settings), summary)
+    executor = make_executor(settings, evaluator)
+    summary.executor = settings.executor
+    try:
+        units = plan_units(pairs, workers=executor.workers, backbone_weights=settings.backbone_weights or None)
+        executor.run(units, recorder)
+    finally:
+        summary.workers = executor.worker_stats()
+        executor.close()
 
 
 def _once_per_job(hasher: Hasher) -> Hasher:
@@ -192,6 +210,10 @@ def _after_evaluation(settings: Settings, engine: Engine, summary: JobSummary) -
     from app.gate import auto_gate
     from app.report import write_report
 
+    from app.alerting import monitoring_alerts
+
+    with session_scope(engine) as s:  # the night's label-free verdicts first: the report shows them
+        monitoring_alerts(s, settings, summary.job_run_id)
     with session_scope(engine) as s:
         summary.gate_changes = auto_gate(s, settings, summary.job_run_id)
     report = write_report(engine, settings, summary.job_run_id)
@@ -215,7 +237,7 @@ def _spec(version: ModelVersion, batch: ShiftBatch, code_version: str) -> tuple[
     model = version.model
     spec = PairSpec(model.name, model.method, version.artifact_path, version.artifact_sha256, batch.id, batch.path,
                     batch.kind, batch.dataset, batch.corruption, batch.severity, batch.size, batch.content_hash,
-                    batch.dvc_hash, code_version, version.version)
+                    batch.dvc_hash, code_version, version.version, getattr(batch, "labels_hash", "") or "")
     return spec, version.id
 
 
@@ -235,40 +257,111 @@ def verify_artifact(spec: PairSpec, hasher: Hasher) -> None:
         )
 
 
+class PairRecorder:
+    """Each pair's eval run in its own transactions: ``running`` committed by :meth:`begin`, then
+    ``succeeded`` with its metrics (:meth:`succeed`) or ``failed`` with the error and a failure
+    alert (:meth:`fail`). The only writer of eval runs; a pair is recorded once (a second outcome
+    for it is refused and logged), and ``summary`` (when given) counts every outcome."""
+
+    def __init__(self, engine: Engine, job_run_id: int, hasher: Hasher, results_dir: Path,
+                 summary: JobSummary | None = None) -> None:  # fmt: skip
+        self.engine, self.job_run_id, self.hasher, self.results_dir = engine, job_run_id, hasher, results_dir
+        self.summary = summary
+        self._open: set[int] = set()
+
+    def begin(self, spec: PairSpec, version_id: int) -> int:
+        """Commit the pair's eval run as ``running``; returns its id."""
+        late = {"labels_hash": spec.labels_hash} if spec.labels_hash else {}  # a late label set keys its own run
+        with session_scope(self.engine) as s:
+            run_id = repo.begin_eval_run(s, version_id, spec.batch_id, spec.code_version, self.job_run_id, **late).id
+        self._open.add(run_id)
+        return run_id
+
+    def verify(self, spec: PairSpec) -> None:
+        """Raise ``ArtifactError`` unless the pair's artifact hashes to its registered sha256."""
+        verify_artifact(spec, self.hasher)
+
+    def succeed(self, spec: PairSpec, version_id: int, run_id: int, result: Mapping[str, Any], seconds: float) -> bool:
+        """Check and write the result file, then the metrics and ``succeeded`` in one transaction;
+        any failure on the way records the pair failed instead. True when it succeeded."""
+        if not self._claim(run_id, spec):
+            return False
+        return self._count(self._store(spec, version_id, run_id, result), seconds)
+
+    def fail(self, spec: PairSpec, version_id: int, run_id: int, error: BaseException | str, seconds: float) -> bool:
+        """Record the pair failed with ``error`` (no metrics) and a failure alert; returns False."""
+        if self._claim(run_id, spec):
+            self._record_failure(spec, version_id, run_id, error)
+            self._count(False, seconds)
+        return False
+
+    def evaluate(self, spec: PairSpec, version_id: int, evaluator: Evaluator) -> bool:
+        """Begin, verify, evaluate and record one pair in this process (the local executor)."""
+        started = time.perf_counter()
+        run_id = self.begin(spec, version_id)
+        self._claim(run_id, spec)
+        try:
+            self.verify(spec)
+            ok = self._store(spec, version_id, run_id, dict(evaluator(spec)))
+        except Exception as exc:  # any failure of one pair is recorded, and the job goes on
+            self._record_failure(spec, version_id, run_id, exc)
+            ok = False
+        return self._count(ok, time.perf_counter() - started)
+
+    def _store(self, spec: PairSpec, version_id: int, run_id: int, result: Mapping[str, Any]) -> bool:
+        try:
+            result = dict(result)
+            check_result(result, spec)
+            write_result_file(self.results_dir, spec, result)
+            with session_scope(self.engine) as s:
+                repo.complete_eval_run(s, run_id, result)
+        except Exception as exc:  # a bad result, an unwritable file: the pair fails, the job goes on
+            self._record_failure(spec, version_id, run_id, exc)
+            return False
+        return True
+
+    def _claim(self, run_id: int, spec: PairSpec) -> bool:
+        if run_id not in self._open:
+            log.error("pair (%s, %s): a second outcome for eval run %d ignored", spec.model_name, spec.batch_id, run_id)
+            return False
+        self._open.discard(run_id)
+        return True
+
+    def _record_failure(self, spec: PairSpec, version_id: int, run_id: int, error: BaseException | str) -> None:
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        log.error("pair (%s, %s) failed: %s", spec.model_name, spec.batch_id, message)
+        with session_scope(self.engine) as s:
+            repo.fail_eval_run(s, run_id, message)
+            repo.add_alert(s, "failure", f"evaluation of {spec.model_name}@{spec.model_version} on {spec.batch_id} "
+                           f"failed: {message}", job_run_id=self.job_run_id, model_version_id=version_id,
+                           batch_id=spec.batch_id)  # fmt: skip
+
+    def _count(self, ok: bool, seconds: float) -> bool:
+        if self.summary is not None:
+            self.summary.pair_seconds.append(round(seconds, 4))
+            self.summary.pairs_evaluated += ok
+            self.summary.pairs_failed += not ok
+        return ok
+
+
 def evaluate_pair(
     engine: Engine, job_run_id: int, spec: PairSpec, version_id: int, evaluator: Evaluator, hasher: Hasher,
     results_dir: Path,
 ) -> bool:
     """Evaluate one pair in its own transactions; True when it succeeded (see module docstring)."""
-    with session_scope(engine) as s:
-        run_id = repo.begin_eval_run(s, version_id, spec.batch_id, spec.code_version, job_run_id).id
-    try:
-        verify_artifact(spec, hasher)
-        result = dict(evaluator(spec))
-        check_result(result, spec)
-        write_result_file(results_dir, spec, result)
-        with session_scope(engine) as s:
-            repo.complete_eval_run(s, run_id, result)
-        return True
-    except Exception as exc:  # any failure of one pair is recorded, and the job goes on
-        message = f"{type(exc).__name__}: {exc}"
-        log.error("pair (%s, %s) failed: %s", spec.model_name, spec.batch_id, message)
-        with session_scope(engine) as s:
-            repo.fail_eval_run(s, run_id, message)
-            repo.add_alert(s, "failure", f"evaluation of {spec.model_name}@{spec.model_version} on {spec.batch_id} "
-                           f"failed: {message}", job_run_id=job_run_id, model_version_id=version_id,
-                           batch_id=spec.batch_id)  # fmt: skip
-        return False
+    return PairRecorder(engine, job_run_id, hasher, results_dir).evaluate(spec, version_id, evaluator)
 
 
 def check_result(result: Mapping[str, Any], spec: PairSpec) -> None:
     """Refuse a result that is not a Result file for this pair (``ValueError`` naming the field)."""
     if result.get("schema") not in ("lpt-result/1", "lpt-result/2"):
         raise ValueError(f"evaluator returned schema {result.get('schema')!r}, expected 'lpt-result/2'")
-    if not result.get("metrics"):
-        raise ValueError(f"evaluator returned no metrics for ({spec.model_name}, {spec.batch_id})")
-    if not any(m.get("name") == "top1" and m.get("group") == "overall" for m in result["metrics"]):
+    labeled = int((result.get("labels") or {}).get("n_labeled", 1)) > 0  # an unlabeled batch measures nothing
+    if labeled and not any(m.get("name") == "top1" and m.get("group") == "overall" for m in result.get("metrics") or []):
         raise ValueError(f"evaluator result for ({spec.model_name}, {spec.batch_id}) lacks top1/overall")
+    if not labeled and not (result.get("monitoring") or {}).get("estimates"):
+        raise ValueError(f"evaluator result for the unlabeled batch {spec.batch_id} has no estimates: model "
+                         f"{spec.model_name} has no monitoring calibration (`lpt calibrate` gives it one)")
 
 
 def write_result_file(results_dir: Path, spec: PairSpec, result: Mapping[str, Any]) -> Path:

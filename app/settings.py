@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DB_URL = "sqlite:///lpt_store.db"
+EXECUTORS = ("local", "ray")  # where the nightly job evaluates its pairs (app.executors)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class Settings:
     eval_amp: str = "auto"  # bf16 autocast on CUDA; "off": fp32 everywhere
     eval_few_includes_20: str = "auto"  # auto: the artifact's shot-group rule; true | false
     backbone_weights: str = ""
+    eval_reuse: int = 1  # 1: a worker keeps backbones, artifacts and the batch across pairs; 0: loads per pair
+    eval_compile: str = "off"  # on: torch.compile the forward (one graph per architecture and batch shape)
+    executor: str = "local"  # local: in the job's process; ray: Ray actors (RAY_ADDRESS, else a local Ray)
+    executor_workers: int = 0  # ray: actors (0: one per GPU of the cluster, else one per worker_cpus CPUs)
+    executor_worker_cpus: int = 1  # ray: CPUs per CPU actor (its torch threads)
     gate_recent_batches: int = 5
     gate_min_gain: float = 0.0
     gate_max_clean_drop: float = 0.01
@@ -67,6 +73,15 @@ class Settings:
             raise ValueError(f"LPT_EVAL_AMP must be auto, bf16 or off, got {self.eval_amp!r}")
         if self.eval_few_includes_20 not in ("auto", "true", "false"):
             raise ValueError(f"LPT_EVAL_FEW_INCLUDES_20 must be auto, true or false, got {self.eval_few_includes_20!r}")
+        if self.eval_reuse not in (0, 1):
+            raise ValueError(f"LPT_EVAL_REUSE must be 0 or 1, got {self.eval_reuse}")
+        if self.eval_compile not in ("off", "on"):
+            raise ValueError(f"LPT_EVAL_COMPILE must be off or on, got {self.eval_compile!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"LPT_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor_workers < 0 or self.executor_worker_cpus < 1:
+            raise ValueError(f"LPT_EXECUTOR_WORKERS must be >= 0 and LPT_EXECUTOR_WORKER_CPUS >= 1, got "
+                             f"{self.executor_workers} and {self.executor_worker_cpus}")
         if self.gate_recent_batches < 1:
             raise ValueError(f"LPT_GATE_RECENT_BATCHES must be >= 1, got {self.gate_recent_batches}")
         if not 0.0 < self.alert_alpha < 1.0:

@@ -20,6 +20,7 @@ navigation = st.navigation(
         st.Page(PAGES / "shift_explorer.py", title="Shift explorer", icon=":material/grid_on:"),
         st.Page(PAGES / "long_tail.py", title="Long tail", icon=":material/bar_chart:"),
         st.Page(PAGES / "timeline.py", title="Timeline", icon=":material/timeline:"),
+        st.Page(PAGES / "monitoring.py", title="Label-free monitoring", icon=":material/visibility:"),
         st.Page(PAGES / "data_runs.py", title="Data and runs", icon=":material/database:"),
     ]
 )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from app import charts
 from app.db import views
+from app.db import views_monitoring as mviews
 from app.db.session import missing_sqlite_file, read_only_engine
 from app.db.views import ResultFilter
 from app.settings import load_settings
@@ -93,8 +94,8 @@ def shot_groups(url: str, flt: ResultFilter) -> pd.DataFrame:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def trend(url: str, flt: ResultFilter) -> pd.DataFrame:
-    """Per-batch accuracy with its night, per model."""
-    return views.nightly_trend(engine(url), flt)
+    """Per-batch accuracy with its night, per model; batches without labels as estimated (``kind``)."""
+    return mviews.trend_with_estimates(engine(url), flt)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -147,5 +148,50 @@ def comparison(url: str, flt: ResultFilter, model_a: str, model_b: str) -> pd.Da
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def latest_batches(url: str, flt: ResultFilter, models_: tuple[str, ...], limit: int = 6) -> pd.DataFrame:
-    """Top-1 of some models on the latest shifted batches of the first one."""
-    return views.latest_batches(engine(url), flt, models_, limit)
+    """Top-1 of some models on the latest shifted batches of the first one (estimated where the
+    batch has no labels)."""
+    return mviews.latest_batches(engine(url), flt, models_, limit)
+
+
+# --- label-free monitoring (app.db.views_monitoring) ----------------------------------------------
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def estimates(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Every estimate of the latest run per (model, batch), with the measurement once labels exist."""
+    return mviews.estimates(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def estimated_top1(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """The headline estimate of the runs that measured nothing (batches without labels)."""
+    return mviews.estimated_top1(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def detections(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Every shift test (and class-prior estimate) of the latest run per (model, batch)."""
+    return mviews.detections(engine(url), flt).drop(columns="details")  # details: see class_priors
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def prior_vs_training(url: str, flt: ResultFilter, model: str, batch_id: str) -> pd.DataFrame:
+    """A batch's class prior estimated from the model's predictions against its training prior."""
+    return mviews.prior_vs_training(engine(url), flt, model, batch_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def estimate_vs_measured(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Overall estimates beside the measured top-1, on the batches with labels."""
+    return mviews.estimate_vs_measured(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def estimator_errors(url: str, flt: ResultFilter) -> pd.DataFrame:
+    """Mean absolute error per model, estimator and night."""
+    return mviews.estimator_errors(engine(url), flt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def label_status(url: str) -> pd.DataFrame:
+    """Per batch: labelled or not, images with a label, late label set."""
+    return mviews.label_status(engine(url))

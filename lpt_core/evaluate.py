@@ -103,6 +103,9 @@ def _run_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pre = BatchPreprocessor.from_data_config(model.data_config(), train=False)
+    for name in ("_mean", "_std"):  # moved to the device once: a per-batch pageable copy would stall the queue
+        if isinstance(getattr(pre, name, None), torch.Tensor):
+            setattr(pre, name, getattr(pre, name).to(device))
     forward, pad = forward_fn(model, kind), compile_enabled(model)
     was_training = model.training
     model.eval()

@@ -237,7 +237,7 @@ def read_classes(path: str | Path) -> ClassInfo:
     ``class_names`` and ``class_counts``, or a ``.csv`` with columns ``name,count``."""
     path = Path(path)
     if path.is_dir():
-        from lpt_core.data.prepare import group_rule
+        from lpt_core.data.store import group_rule
 
         meta_path = path / "dataset.json"
         if not meta_path.is_file():

@@ -176,7 +176,7 @@ def _calibration(spec: ModelSpec, model: Any, data: Any, meta: dict[str, Any], d
 
 def artifact_meta(spec: ModelSpec, name: str, data: Any, fits: dict[str, Any]) -> dict[str, Any]:
     """What the caller adds to an artifact's meta.json (no times or devices: same inputs, same bytes)."""
-    from lpt_core.data.prepare import group_rule
+    from lpt_core.data.store import group_rule
 
     protocol = str(data.meta.get("protocol", "heldout"))
     rule = group_rule(data.meta) if "train_class_counts" in data.meta else None
@@ -185,7 +185,7 @@ def artifact_meta(spec: ModelSpec, name: str, data: Any, fits: dict[str, Any]) -
         "dataset": data.meta.get("name", ""), "data_version": data.meta.get("content_hashes", {}).get("train", ""),
         "hyper_parameters": to_dict(spec), "backbone_kind": spec.backbone, "fit": fits,
         "logit_scale": spec.logit_scale, "protocol": protocol,
-        # how evaluation cuts and pools the shot groups (the protocol's rule, lpt_core.data.prepare.group_rule)
+        # how evaluation cuts and pools the shot groups (the protocol's rule, lpt_core.data.store.group_rule)
         "group_rule": {"few_includes_20": rule.few_includes_20 if rule else False,
                        "pooling": rule.pooling if rule else "class_mean"},
     }  # fmt: skip

@@ -32,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"": "Overview", "shift_explorer": "Shift explorer", "long_tail": "Long tail",
-         "timeline": "Timeline", "data_runs": "Data and runs"}
+         "timeline": "Timeline", "monitoring": "Label-free monitoring", "data_runs": "Data and runs"}
 WIDTH, VIEW_HEIGHT, MAX_HEIGHT = 1400, 1200, 9000
 READY_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');

@@ -63,15 +63,20 @@ def set_verdicts(session: Session, rows: list[Detection], adjusted: list[float],
     session.flush()
 
 
-def set_batch_labels(session: Session, batch_id: str, labels_hash: str, n_labeled: int) -> bool:
-    """Record a batch's late label set; True when it changed (its pairs are then pending again)."""
+def set_batch_labels(
+    session: Session, batch_id: str, labels_hash: str, n_labeled: int, *, dvc_hash: str | None = None
+) -> bool:
+    """Record a batch's late label set (and the folder's new DVC md5); True when it changed (its
+    pairs are then pending again)."""
     batch = session.get(ShiftBatch, batch_id)
     if batch is None:
         raise KeyError(f"unknown shift batch {batch_id!r}")
     if batch.labels_hash == labels_hash and batch.n_labeled == n_labeled:
         return False
-    session.execute(update(ShiftBatch).where(ShiftBatch.id == batch_id)
-                    .values(labels_hash=labels_hash, n_labeled=int(n_labeled)))  # fmt: skip
+    values: dict[str, Any] = {"labels_hash": labels_hash, "n_labeled": int(n_labeled)}
+    if dvc_hash:
+        values["dvc_hash"] = dvc_hash
+    session.execute(update(ShiftBatch).where(ShiftBatch.id == batch_id).values(**values))
     return True
 
 

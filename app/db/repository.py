@@ -220,6 +220,8 @@ def metric_rows_from_result(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows[(row["name"], row["grp"])] = row
     per_class = result.get("per_class") or {}
     for cid, acc, n in zip(per_class.get("class_ids", []), per_class.get("accuracy", []), per_class.get("n", [])):
+        if acc is None or not n:  # a class absent from the batch has no accuracy (JSON null)
+            continue
         rows.setdefault(("top1", f"class:{cid}"), {"name": "top1", "grp": f"class:{cid}", "value": float(acc),
                                                   "ci_low": None, "ci_high": None, "n": int(n)})
     return list(rows.values())

@@ -12,11 +12,17 @@ url, flt = common.page_setup("Data and runs")
 
 st.subheader("Shift batches")
 batches = queries.shift_batches(url, flt)
+batches = batches.merge(queries.label_status(url), on="batch_id", how="left")
+at = list(batches.columns).index("size") + 1  # the label columns beside the size
+batches = batches[[*batches.columns[:at], "labeled", "n_labeled", *[c for c in batches.columns[at:]
+                                                                     if c not in ("labeled", "n_labeled")]]]
 failed_validation = int((batches["validation_status"] == "failed").sum())
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.metric("Batches", len(batches))
 c2.metric("Failed validation", failed_validation)
 c3.metric("Without a DVC hash", int(batches["dvc_hash"].isna().sum()))
+c4.metric("Without labels", int((~batches["labeled"].fillna(True).astype(bool)).sum()),
+          help="Production batches that came without labels (late labels may cover a sample: n_labeled).")
 st.dataframe(batches.drop(columns=["validation_json"]), hide_index=True)
 if not batches.empty:
     picked = st.selectbox("Validation result of batch", list(batches["batch_id"]), key="dr_batch")

@@ -23,7 +23,8 @@ if groups.empty:
     st.info("No shot-group results under these filters.")
 else:
     st.altair_chart(charts.shot_groups_by_shift(groups, colours), key="lt_groups", theme=None)
-    wide = groups.pivot_table(index=["model", "condition"], columns="grp", values="value")
+    wide = groups.assign(condition=groups["condition"].replace(charts.UNKNOWN)).pivot_table(
+        index=["model", "condition"], columns="grp", values="value")
     wide = wide.reindex(columns=["many", "medium", "few"]).reset_index()
     shown, config = common.as_percent(wide, ["many", "medium", "few"])
     st.dataframe(shown, hide_index=True, column_config=config)

@@ -20,9 +20,12 @@ else:
         "label": changes["model"] + ": " + changes["from_state"] + " -> " + changes["to_state"],
     })
     st.altair_chart(charts.nightly_trend(trend, marks, queries.colours(url)), key="tl_trend", theme=None)
-    st.caption("Points: one shifted batch each; lines: the nightly mean; dashed rules: state changes.")
-    nightly = trend.groupby(["night", "model"])["value"].mean().unstack("model")
-    nightly = nightly[[m for m in queries.colours(url) if m in nightly.columns]]  # deployed first
+    st.caption("Points: one shifted batch each; lines: the nightly mean; dashed rules: state changes. Hollow "
+               "points and dashed lines: top-1 estimated without labels (ATC), not measured.")
+    series = trend["model"].where(trend["kind"] == "measured", trend["model"] + " (estimated)")
+    nightly = trend.assign(series=series).groupby(["night", "series"])["value"].mean().unstack("series")
+    order = list(queries.colours(url)) + [f"{m} (estimated)" for m in queries.colours(url)]  # deployed first
+    nightly = nightly[[s for s in order if s in nightly.columns]]
     nightly.index = nightly.index.strftime("%Y-%m-%d")
     shown, config = common.as_percent(nightly.sort_index(ascending=False), list(nightly.columns))
     st.dataframe(shown, column_config=config)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 # Cheap to import: each module imports torch and the rest inside its handlers.
-from lpt_core.cli import bench, calibrate, data, evaluate, imports, info, pipeline, train
+from lpt_core.cli import bench, calibrate, data, evaluate, imports, info, monitoring, pipeline, train
 
 #: the core subcommand modules, each with ``register(subparsers)``
-CORE_MODULES = (info, data, train, evaluate, calibrate, pipeline, bench, imports)
+CORE_MODULES = (info, data, train, evaluate, calibrate, monitoring, pipeline, bench, imports)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,8 +45,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_loaded(loaded, images, labels, cfg, shift_meta=shift)
     result.write(args.out)
-    log.info("%s on %s: top1 %.4f -> %s", result.model["name"], shift["id"], result.metric("top1"), args.out)
+    print(summary_line(result, loaded))
+    log.info("wrote %s", args.out)
     return 0
+
+
+def summary_line(result: Any, loaded: Any) -> str:
+    """Top-1 (%) overall / many / medium / few as this model's group rule defines them (the
+    released checkpoint: few <= 20 on the full training counts, pooled over the group's images)."""
+    groups = {r["group"]: r for r in result.metrics if r["name"] == "top1"}
+    if not groups:
+        est = (result.monitoring or {}).get("estimates") or []
+        atc = next((e["value"] for e in est if e["estimator"] == "atc_max_conf" and e["group"] == "overall"), None)
+        return (f"{result.model['name']} on {result.shift['id']}: no labels; estimated top-1 "
+                f"{'n/a' if atc is None else f'{100 * atc:.2f}'} % (ATC)")
+    parts = [f"{g} {100 * groups[g]['value']:.2f}" for g in ("overall", "many", "medium", "few") if g in groups]
+    rule = f"few {'<=' if loaded.few_includes_20 else '<'} 20 training images, group accuracy {loaded.pooling}"
+    return f"{result.model['name']} on {result.shift['id']}: top-1 % {', '.join(parts)} ({rule}; n = {groups['overall']['n']})"
 
 
 def _weights(args: argparse.Namespace) -> Path | None:

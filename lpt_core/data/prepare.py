@@ -19,11 +19,18 @@ import numpy as np
 
 from lpt_core.data import longtail
 from lpt_core.data.sources import SOURCES, RawDataset, load_source
-from lpt_core.data.store import ArraySplit, PreparedDataset, file_backed, image_hashes, save_prepared, take_rows
+from lpt_core.data.store import (
+    PROTOCOLS,
+    ArraySplit,
+    PreparedDataset,
+    file_backed,
+    image_hashes,
+    save_prepared,
+    take_rows,
+)
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("heldout", "released")
 
 
 @dataclass(frozen=True)
@@ -240,30 +247,3 @@ def _val_rule(cfg: PrepareConfig, official_val: bool) -> dict[str, Any]:
     return {"val_fraction": cfg.val_fraction}
 
 
-@dataclass(frozen=True)
-class GroupRule:
-    """How a protocol groups classes into many/medium/few and pools the group accuracy."""
-
-    class_counts: np.ndarray  # int64 (C,): the training counts the groups are cut on
-    few_includes_20: bool  # released: a class with exactly 20 training images is "few"
-    pooling: str  # lpt_core.metrics.GROUP_POOLINGS: "class_mean" or "pooled"
-
-
-def group_rule(meta: dict[str, Any], protocol: str | None = None) -> GroupRule:
-    """The shot-group rule ``protocol`` (default: the dataset's own) implies for a prepared
-    dataset's ``dataset.json`` ``meta``.
-
-    ``heldout``: the counts the model trains on (after the hold-out), many > 100, medium
-    20..100, few < 20, mean of per-class accuracies. ``released``: the full long-tailed training
-    counts (before any hold-out), few <= 20, correct / images pooled over the group's test images
-    (the released ``eval_phase2.py``).
-    """
-    protocol = protocol or meta.get("protocol", "heldout")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    if protocol == "heldout":
-        return GroupRule(np.asarray(meta["train_class_counts"], dtype=np.int64), False, "class_mean")
-    full = meta.get("full_train_class_counts") or meta.get("profile", {}).get("counts_before_holdout")
-    if full is None:
-        raise KeyError("dataset.json records no full training counts (full_train_class_counts); prepare it again")
-    return GroupRule(np.asarray(full, dtype=np.int64), True, "pooled")

@@ -200,3 +200,39 @@ def load_split(folder: str | Path, *, mmap: bool = True) -> ArraySplit:
     return ArraySplit(
         images, labels.astype(np.int64), manifest["id"].to_numpy(str), manifest["source_index"].to_numpy()
     )
+
+
+# --- the shot-group rule a prepared dataset's protocol implies ----------------------------------
+
+#: heldout: a validation hold-out from the long-tailed split (the default); released: none (the
+#: authors' protocol: whole split, official val lists where the source has them)
+PROTOCOLS = ("heldout", "released")
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """How a protocol groups classes into many/medium/few and pools the group accuracy."""
+
+    class_counts: np.ndarray  # int64 (C,): the training counts the groups are cut on
+    few_includes_20: bool  # released: a class with exactly 20 training images is "few"
+    pooling: str  # lpt_core.metrics.GROUP_POOLINGS: "class_mean" or "pooled"
+
+
+def group_rule(meta: dict[str, Any], protocol: str | None = None) -> GroupRule:
+    """The shot-group rule ``protocol`` (default: the dataset's own) implies for a prepared
+    dataset's ``dataset.json`` ``meta``.
+
+    ``heldout``: the counts the model trains on (after the hold-out), many > 100, medium
+    20..100, few < 20, mean of per-class accuracies. ``released``: the full long-tailed training
+    counts (before any hold-out), few <= 20, correct / images pooled over the group's test images
+    (the released ``eval_phase2.py``).
+    """
+    protocol = protocol or meta.get("protocol", "heldout")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "heldout":
+        return GroupRule(np.asarray(meta["train_class_counts"], dtype=np.int64), False, "class_mean")
+    full = meta.get("full_train_class_counts") or meta.get("profile", {}).get("counts_before_holdout")
+    if full is None:
+        raise KeyError("dataset.json records no full training counts (full_train_class_counts); prepare it again")
+    return GroupRule(np.asarray(full, dtype=np.int64), True, "pooled")

@@ -91,7 +91,8 @@ def run(cfg: BaselinesConfig, data_dir: Path, shifts_dir: Path, out: Path) -> li
         scores = classification_metrics(logits, batch.labels, data.class_counts, logit_scale=1.0,
                                          few_includes_20=cfg.few_includes_20, seed=cfg.seed)  # fmt: skip
         result = EvalResult(model=info, shift=shift_block(batch.meta, batch.images, batch.labels),
-                            metrics=scores["metrics"], per_class=scores["per_class"])  # fmt: skip
+                            metrics=scores["metrics"], per_class=scores["per_class"],
+                            labels={"n_images": len(batch.labels), "n_labeled": len(batch.labels), "hash": None})  # fmt: skip
         written.append(result.write(out / f"{meta['id']}.json", with_run=False))
     log.info("pixel logistic regression: train loss %.4f, %d result files", loss, len(written))
     return written

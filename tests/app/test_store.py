@@ -133,3 +133,9 @@ def test_unsupported_urls_are_refused() -> None:
         make_engine("mysql://x/y")
     with pytest.raises(ValueError, match="psycopg"):
         make_engine("postgresql+psycopg2://u@h/db")
+
+
+def test_a_class_absent_from_the_batch_gets_no_metric_row() -> None:
+    rows = repo.metric_rows_from_result({"metrics": [], "per_class": {"class_ids": [0, 1], "accuracy": [0.5, None],
+                                                                     "n": [4, 0]}})
+    assert [(r["grp"], r["value"]) for r in rows] == [("class:0", 0.5)]

@@ -46,3 +46,16 @@ def empty_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     _clear_caches()
     yield url
     _clear_caches()
+
+
+@pytest.fixture
+def monitored_url(seeded_url: str) -> str:
+    """The seeded store plus a night with a batch without labels (estimates, shift tests) and
+    estimates with measurements on the labelled batches (``dash_store.add_monitoring``)."""
+    from dash_store import add_monitoring
+
+    engine = make_engine(seeded_url)
+    add_monitoring(engine)
+    engine.dispose()
+    _clear_caches()
+    return seeded_url

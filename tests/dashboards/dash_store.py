@@ -8,7 +8,17 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from app.db.schema import Alert, EvalRun, JobRun, Metric, Model, ModelAlias, ModelEvent, ModelVersion, ShiftBatch
+from app.db.schema import (
+    Alert,
+    EvalRun,
+    JobRun,
+    Metric,
+    Model,
+    ModelAlias,
+    ModelEvent,
+    ModelVersion,
+    ShiftBatch,
+)
 from app.db.session import init_db, session_scope
 
 T0 = datetime(2026, 11, 20, 2, 30, tzinfo=timezone.utc)
@@ -33,7 +43,7 @@ def _batch(corruption: str, severity: int, night: int) -> ShiftBatch:
     bid = "clean-test" if corruption == "none" else f"{corruption}-s{severity}"
     return ShiftBatch(
         id=bid, kind="clean" if corruption == "none" else "generated", source="lpt_core.shifts",
-        dataset="toy-lt", corruption=corruption, severity=severity, size=N,
+        dataset="toy-lt", corruption=corruption, severity=severity, size=N, labeled=True, n_labeled=N,
         content_hash=f"{bid:0<64}"[:64], dvc_hash=None if corruption == "fog" else f"md5{bid}",
         path=f"data/shifts/{bid}", validation_status="passed",
         validation_json=json.dumps({"success": True, "statistics": {"evaluated_expectations": 7}}),
@@ -110,3 +120,107 @@ def add_model(engine: Engine, name: str, method: str, state: str, acc: float) ->
             s.add(run)
             s.flush()
             s.add_all(_metrics(run.id, acc))
+
+
+# --- label-free monitoring: an unlabeled production batch, and estimates on the labelled ones -----
+
+PROD = "prod-1122"  # production images without labels, evaluated on the third night
+PROD_SIZE = 800
+#: the unlabeled batch's estimates per model (overall), and the predicted-group offsets from them
+PROD_ESTIMATES = {"lpt_main": {"atc_max_conf": 0.612, "atc_neg_entropy": 0.598, "doc": 0.630, "avg_conf": 0.655},
+                  "ft_base": {"atc_max_conf": 0.548, "atc_neg_entropy": 0.541, "doc": 0.560, "avg_conf": 0.590}}
+GROUP_OFFSETS = {"many": (0.09, 500), "medium": (-0.09, 180), "few": (-0.30, 120)}
+#: (statistic, p-value) per detector; ft_base (not LPT) has no prompt-selection tests
+PROD_TESTS = {"lpt_main": {"bbsd": (0.21, 0.0004), "prompt_selection": (31.2, 0.002), "key_cosine": (-1.1, 0.27)},
+              "ft_base": {"bbsd": (0.12, 0.01)}}
+#: BBSE's estimated class prior of the batch (the reference prior is balanced): the few-shot class 3 grows
+PROD_PRIOR = [0.30, 0.20, 0.15, 0.35]
+#: estimate - measured on the labelled shifted batches, per estimator, on night 0 (doubled on night 1;
+#: lpt_main over-estimates, ft_base under-estimates)
+EST_BIAS = {"atc_max_conf": 0.02, "atc_neg_entropy": 0.03, "doc": 0.04, "avg_conf": 0.08}
+EXPECTED_MONITORING = {
+    "lpt_estimate": "61.2%", "ft_estimate": "54.8%",
+    "bh_adjusted": {("lpt_main", "bbsd"): 0.0016, ("lpt_main", "prompt_selection"): 0.004,
+                    ("lpt_main", "key_cosine"): 0.27, ("ft_base", "bbsd"): 0.01 * 4 / 3},
+    "mae_lpt_atc": {0: 0.02, 1: 0.04},  # night -> mean absolute error of ATC for lpt_main
+    "tv": 0.15,  # 0.5 * (0.05 + 0.05 + 0.10 + 0.10) from the balanced prior
+}
+
+
+def monitoring_block(values: dict[str, float], tests: dict[str, tuple[float, float]], prior: list[float],
+                     n: int) -> dict:
+    """A result's ``monitoring`` block (``MonitorResult.to_dict()``) of an unlabeled batch."""
+    import numpy as np
+
+    from lpt_core.monitoring import (
+        DetectorResult,
+        Estimate,
+        LabelShiftEstimate,
+        MonitorResult,
+    )
+
+    rows = [Estimate(name, "overall", v, n, "group") for name, v in values.items()]
+    rows += [Estimate(name, f"predicted:{g}", v + off, gn, "group") for g, (off, gn) in GROUP_OFFSETS.items()
+             for name, v in values.items()]
+    reference = np.full(len(prior), 1 / len(prior))
+    shift = LabelShiftEstimate(np.asarray(prior), reference, np.asarray(prior) / reference, len(prior))
+    detectors = tuple(DetectorResult(name, s, p, {}) for name, (s, p) in tests.items())
+    return MonitorResult(n, 1.3, tuple(rows), (), detectors, shift).to_dict()
+
+
+def _prod_batch() -> ShiftBatch:
+    at = T0 + timedelta(days=2)
+    return ShiftBatch(id=PROD, kind="real", source="incoming", dataset="toy-lt", corruption="unknown", severity=0,
+                      size=PROD_SIZE, content_hash=f"{PROD:0<64}"[:64], dvc_hash=f"md5{PROD}",
+                      path=f"data/shifts/{PROD}", validation_status="passed", validation_json="{}",
+                      created_at=at, registered_at=at, labeled=False, n_labeled=0, labels_hash="")
+
+
+def _labelled_estimates(s, run: EvalRun, model: str) -> None:
+    """Estimates with the measured top-1 and the error on a labelled run (ORM rows)."""
+    from app.db.schema import Estimate
+
+    acc = s.query(Metric).filter_by(run_id=run.id, name="top1", grp="overall").one().value
+    sign = 1.0 if model == "lpt_main" else -1.0
+    night = (run.started_at - T0).days
+    for name, bias in EST_BIAS.items():
+        err = bias * (1 + night)
+        s.add(Estimate(run_id=run.id, estimator=name, grp="overall", value=acc + sign * err, n=N, measured=acc,
+                       abs_error=err))
+
+
+def add_monitoring(engine: Engine) -> None:
+    """Add a third night: the unlabeled batch ``PROD`` evaluated by both models (estimates and
+    detections through ``repository.complete_eval_run``, then the night's Benjamini-Hochberg step)
+    and a shift alert; and estimates with measurements on every labelled shifted batch."""
+    from app.db import monitoring, repository
+    from lpt_core.monitoring import benjamini_hochberg
+
+    at = T0 + timedelta(days=2)
+    with session_scope(engine) as s:
+        job = JobRun(trigger="cron", status="succeeded", started_at=at, finished_at=at + timedelta(minutes=3),
+                     pairs_evaluated=2, pairs_failed=0, code_version="test")
+        s.add_all([job, _prod_batch()])
+        s.flush()
+        versions = {v.model.name: v for v in s.query(ModelVersion).all()}
+        for name, values in PROD_ESTIMATES.items():
+            run = EvalRun(model_version_id=versions[name].id, batch_id=PROD, code_version="test", job_run_id=job.id,
+                          status="running", started_at=at)
+            s.add(run)
+            s.flush()
+            block = monitoring_block(values, PROD_TESTS[name], PROD_PRIOR, PROD_SIZE)
+            repository.complete_eval_run(s, run.id, {"metrics": [], "monitoring": block,
+                                                     "run": {"eval_seconds": 1.2, "device": "cpu"}})
+        tests = monitoring.night_tests(s, job.id)
+        fdr = benjamini_hochberg([t.p_value for t in tests], 0.05)
+        monitoring.set_verdicts(s, tests, list(fdr.adjusted), list(fdr.reject))
+        for run in s.query(EvalRun).filter(EvalRun.status == "succeeded", EvalRun.batch_id != PROD).all():
+            if s.get(ShiftBatch, run.batch_id).corruption != "none":
+                _labelled_estimates(s, run, versions_by_id(versions)[run.model_version_id])
+        s.add(Alert(job_run_id=job.id, model_version_id=versions["lpt_main"].id, batch_id=PROD, kind="shift",
+                    message=f"lpt_main on {PROD}: shift detected by bbsd, prompt_selection (BH, alpha 0.05)", at=at))
+
+
+def versions_by_id(versions: dict[str, ModelVersion]) -> dict[int, str]:
+    """model version id -> model name."""
+    return {v.id: name for name, v in versions.items()}

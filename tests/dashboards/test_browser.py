@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from dash_store import EXPECTED, EXPECTED_MONITORING, PROD, add_monitoring, seed_store
 
 from app.db.session import make_engine
-from dash_store import EXPECTED, seed_store
 
 DRIVER = Path(__file__).resolve().parents[2] / "scripts" / "browser_check.py"
 
@@ -34,6 +34,7 @@ def test_every_page_and_the_report_render_in_chromium(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     engine = make_engine(url)
     seed_store(engine, report)
+    add_monitoring(engine)  # a night with a batch without labels: estimates and shift tests
     engine.dispose()
 
     shots = driver.capture_pages(url, tmp_path / "screenshots")
@@ -52,6 +53,11 @@ def test_every_page_and_the_report_render_in_chromium(tmp_path: Path) -> None:
     assert EXPECTED["lpt_main"]["shifted"] in overview.text  # the deployed model's shifted top-1 tile
     assert f"{EXPECTED['shifted_diff']} vs ft_base [+7.5, +12.5]" in overview.text
     assert by_page["shift_explorer"].charts == 3 and by_page["long_tail"].charts == 2
+    monitoring = by_page["monitoring"]
+    assert monitoring.charts == 4  # batches (hollow: estimated), class prior, estimate vs measured, error by night
+    assert "top-1 estimated by ATC (max confidence) on batches without labels" in monitoring.text  # chart subtitle
+    assert f"Class prior of {PROD} (estimated from lpt_main's predictions)" in monitoring.text
+    assert "production · 11-22 · estimated" in overview.text  # the latest batches include it, estimated
     assert "backbone fingerprint mismatch" in by_page["data_runs"].text
     assert "Nightly report" in by_page["data_runs"].text
 
@@ -59,3 +65,5 @@ def test_every_page_and_the_report_render_in_chromium(tmp_path: Path) -> None:
     shot = driver.capture_report(html, tmp_path / "screenshots" / "report.png")
     assert shot.headings[1] == "Summary" and "Deployed" in shot.text and "lpt_main (LPT" in shot.text
     assert shot.charts >= 3 and shot.png.stat().st_size > 20_000
+    assert f"estimated top-1 {EXPECTED_MONITORING['lpt_estimate']} (ATC; DoC 63.0%)" in shot.text  # the night without labels
+    assert "Label-free monitoring" in shot.headings

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dash_store import add_model, seed_store
 from sqlalchemy.exc import OperationalError
 
-from app.db import views
-from app.db import session
-from app.db.session import make_engine
 from app import charts
-from dash_store import add_model, seed_store
+from app import charts_monitoring as mcharts
+from app.db import session, views
+from app.db.session import make_engine
 
 CELLS = pd.DataFrame({"model": ["a", "a", "b"], "corruption": ["fog", "fog", "fog"],
                       "severity": [1, 2, 1], "value": [0.6, 0.4, 0.5]})
@@ -126,8 +126,9 @@ def test_estimates_are_drawn_hollow_and_dashed() -> None:
     trend = pd.DataFrame({"model": ["a", "a"], "batch_id": ["x", "y"], "value": [0.5, 0.6],
                           "kind": ["measured", "estimated"],
                           "night": pd.to_datetime(["2026-11-20", "2026-11-21"], utc=True)})
-    points, line = charts.nightly_trend(trend).to_dict()["layer"]
-    assert points["encoding"]["fill"]["condition"] == {"test": "datum.kind === 'estimated'", "value": "white"}
+    points, line, means = charts.nightly_trend(trend).to_dict()["layer"]
+    for layer in (points, means):  # each batch and the nightly mean: hollow where estimated
+        assert layer["encoding"]["fill"]["condition"] == {"test": "datum.kind === 'estimated'", "value": "white"}
     assert line["encoding"]["strokeDash"]["field"] == "kind"
     measured = charts.nightly_trend(trend[trend["kind"] == "measured"]).to_dict()["layer"][1]
     assert "strokeDash" not in measured["encoding"]
@@ -174,3 +175,52 @@ def test_dashboard_engine_is_read_only(tmp_path: Path) -> None:
     with pytest.raises(OperationalError, match="readonly"), ro.begin() as conn:
         conn.exec_driver_sql("DELETE FROM alerts")
     assert session.sqlite_file(f"sqlite:///file:{tmp_path / 'store.db'}?mode=ro&uri=true") == tmp_path / "store.db"
+
+
+def test_monitoring_views_on_a_store_without_tables(tmp_path: Path) -> None:
+    from app.db import views_monitoring as mviews
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    flt = views.ResultFilter()
+    frames = {"estimates": (mviews.estimates(engine, flt), mviews.ESTIMATE_COLUMNS),
+              "detections": (mviews.detections(engine, flt), mviews.DETECTION_COLUMNS),
+              "priors": (mviews.class_priors(engine, flt), mviews.PRIOR_COLUMNS),
+              "vs": (mviews.estimate_vs_measured(engine, flt), mviews.COMPARE_COLUMNS),
+              "errors": (mviews.estimator_errors(engine, flt), mviews.ERROR_COLUMNS)}
+    for name, (frame, columns) in frames.items():
+        assert frame.empty and list(frame.columns) == columns, name
+    assert mviews.estimated_top1(engine, flt).empty and "kind" in mviews.estimated_top1(engine, flt).columns
+    assert mviews.latest_batches(engine, flt, ("a",)).empty and mviews.trend_with_estimates(engine, flt).empty
+    assert mviews.prior_vs_training(engine, flt, "a", "b").empty and mviews.label_status(engine).empty
+
+
+def test_monitoring_views_on_a_store_without_monitoring(tmp_path: Path) -> None:
+    """A store with results but no estimates: the measured frames pass through with kind measured."""
+    from app.db import views_monitoring as mviews
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    seed_store(engine)
+    flt = views.ResultFilter()
+    assert mviews.estimates(engine, flt).empty and mviews.estimated_top1(engine, flt).empty
+    trend = mviews.trend_with_estimates(engine, flt)
+    assert len(trend) == len(views.nightly_trend(engine, flt)) and set(trend["kind"]) == {"measured"}
+    latest = mviews.latest_batches(engine, flt, ("lpt_main", "ft_base"))
+    assert latest[["batch", "value"]].equals(views.latest_batches(engine, flt, ("lpt_main", "ft_base"))[["batch", "value"]])
+
+
+def test_monitoring_chart_specs() -> None:
+    priors = pd.DataFrame({"batch": ["b"] * 2, "class_id": [0, 1], "shot_group": ["many", "few"], "train_count": [500, 5],
+                           "training_share": [0.99, 0.01], "batch_share": [0.6, 0.4], "reference_share": [0.5, 0.5]})
+    spec = mcharts.class_prior_vs_training(priors).to_dict()  # one batch: one panel
+    bars = spec["layer"][0]["encoding"]
+    assert bars["fill"]["scale"]["range"][1] == "white"  # the estimated prior is hollow
+    assert bars["y"]["title"] == "share of the images" and bars["x"]["title"].startswith("class")
+    two = mcharts.class_prior_vs_training(pd.concat([priors, priors.assign(batch="c")])).to_dict()
+    assert two["facet"]["field"] == "batch" and two["facet"]["sort"] == ["b", "c"]  # panels in the given order
+    rows = pd.DataFrame({"model": ["a"], "estimator_label": ["ATC (max confidence)"], "batch": ["x"],
+                         "value": [0.6], "measured": [0.5]})
+    diagonal, points = mcharts.estimate_vs_measured(rows).to_dict()["layer"]
+    assert points["mark"]["filled"] is False and diagonal["mark"]["strokeDash"] == [4, 4]
+    assert points["encoding"]["color"]["field"] == "estimator_label"  # the estimators' palette
+    with pytest.raises(ValueError, match="estimator_error_trend: data lacks columns"):
+        mcharts.estimator_error_trend(rows)

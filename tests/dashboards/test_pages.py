@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from streamlit.testing.v1 import AppTest
+import json
 
-from dash_store import EXPECTED, FAILED_ERROR, add_model
+import pytest
+from dash_store import EXPECTED, EXPECTED_MONITORING, FAILED_ERROR, PROD, add_model
+from streamlit.testing.v1 import AppTest
 
 APP = "../../dashboards/app.py"
 PAGES = ["pages/overview.py", "pages/shift_explorer.py", "pages/long_tail.py", "pages/timeline.py",
-         "pages/data_runs.py"]
-TITLES = ["Overview", "Shift explorer", "Long tail", "Timeline", "Data and runs"]
+         "pages/data_runs.py", "pages/monitoring.py"]
+TITLES = ["Overview", "Shift explorer", "Long tail", "Timeline", "Data and runs", "Label-free monitoring"]
 TIMEOUT_S = 60
 
 
@@ -137,3 +138,62 @@ def test_filters_round_trip_through_the_url(seeded_url: str) -> None:
     assert _metrics(at)["Mean shifted accuracy"] == ["60.0%"]  # (0.7 + 0.5) / 2
     at.toggle(key="f_demo").set_value(False).run()
     assert at.query_params["demo"] == "0"
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    """Title and subtitle of every Vega-Lite chart on the page."""
+    out = []
+    for chart in at.get("vega_lite_chart"):
+        title = json.loads(chart.proto.spec).get("title", "")
+        out.append(" | ".join([title.get("text", ""), title.get("subtitle", "")]) if isinstance(title, dict) else title)
+    return out
+
+
+def test_monitoring_page_without_estimates_says_how_to_get_them(seeded_url: str) -> None:
+    at = _open(PAGES[5])
+    assert not at.exception
+    assert "No label-free estimates" in _text(at) and "lpt calibrate" in _text(at)
+
+
+def test_monitoring_page_shows_estimates_tests_prior_and_errors(monitored_url: str) -> None:
+    at = _open(PAGES[5])
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="mo_model").value == "lpt_main"  # deployed first
+    estimates = at.dataframe[0].value.set_index("batch")
+    assert list(estimates.index) == ["production · 11-22"]  # the batch without labels only
+    row = estimates.loc["production · 11-22"]
+    assert row["ATC est."] == pytest.approx(61.2) and row["images"] == 800  # shown in percent
+    assert row["DoC est."] == pytest.approx(63.0)
+    assert row["pred. few est."] == pytest.approx(31.2)  # 0.612 - 0.30
+    verdicts = at.dataframe[1].value.set_index("batch id")
+    assert verdicts.loc[PROD, "verdict"] == "shift detected: BBSD, prompt selection"
+    assert verdicts.loc[PROD, "labels"] == "none"
+    assert at.selectbox(key="mo_batch").value == PROD  # the newest batch without labels
+    tests = at.dataframe[2].value.set_index("test")
+    bh = EXPECTED_MONITORING["bh_adjusted"]
+    assert tests.loc["BBSD (KS on softmax)", "BH-adjusted p"] == f"{bh[('lpt_main', 'bbsd')]:.2g}" == "0.0016"
+    assert tests.loc["BBSD (KS on softmax)", "p-value"] == "0.0004"
+    assert tests.loc["query-key cosine", "verdict"] == "no shift detected"
+    priors = at.dataframe[3].value.set_index("class")
+    assert priors.loc[3, "shot group"] == "few" and priors.loc[3, "change from reference (pp)"] == pytest.approx(10.0)
+    errors = at.dataframe[4].value.set_index("model")
+    assert errors.loc["lpt_main", "ATC error (pp)"] == pytest.approx(100 * (0.02 + 0.04 + 0.04) / 3)
+    assert errors.loc["lpt_main", "labelled batches"] == 3
+    titles = _chart_titles(at)
+    assert len(titles) == 4
+    assert "estimated by ATC (max confidence) on batches without labels" in titles[0]
+    assert titles[1].startswith(f"Class prior of {PROD} (estimated from lpt_main's predictions)")
+    at.selectbox(key="mo_model").select("ft_base").run()  # no prompt-selection tests for full fine-tuning
+    assert list(at.dataframe[2].value["test"]) == ["BBSD (KS on softmax)"]
+
+
+def test_overview_and_timeline_show_batches_without_labels_as_estimated(monitored_url: str) -> None:
+    at = _open(PAGES[0])
+    latest = next(t for t in _chart_titles(at) if t.startswith("Latest shifted batches of lpt_main"))
+    assert "hollow points, dashed lines: top-1 estimated by ATC (max confidence)" in latest
+    at = _open(PAGES[3])
+    nightly = at.dataframe[0].value
+    assert nightly.loc["2026-11-22", "lpt_main (estimated)"] == pytest.approx(61.2)  # percent
+    assert "estimated without labels" in _text(at)
+    at = _open(PAGES[4])
+    assert _metrics(at)["Without labels"] == ["1"]

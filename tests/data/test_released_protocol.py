@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpt_core.data.prepare import PrepareConfig, build_prepared, group_rule, prepare
+from lpt_core.data.prepare import PrepareConfig, build_prepared, prepare
+from lpt_core.data.store import group_rule
 from lpt_core.data.sources import load_source
 from lpt_core.data.store import load_prepared, save_prepared
 from lpt_core.metrics import classification_metrics, group_accuracy

@@ -13,7 +13,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-RESULT_KEYS = {"schema", "model", "shift", "metrics", "per_class", "code_version"}  # no run details
+RESULT_KEYS = {"schema", "model", "shift", "metrics", "per_class", "code_version", "labels"}  # no run details
 MODEL_KEYS = {"name", "method", "artifact", "artifact_sha256", "backbone", "backbone_fingerprint",
               "trainable_params", "stored_params", "data_version"}  # fmt: skip
 SHIFT_KEYS = {"id", "kind", "dataset", "corruption", "severity", "size", "content_hash", "dvc_hash"}
@@ -34,7 +34,9 @@ def test_repro_writes_every_result_in_schema(pipeline_repo: Path, repro) -> None
     for folder, model in models:
         for shift in shifts:
             data = json.loads((pipeline_repo / folder / model / f"{shift}.json").read_text())
-            assert set(data) == RESULT_KEYS and data["schema"] == "lpt-result/2"
+            assert set(data) - {"monitoring"} == RESULT_KEYS and data["schema"] == "lpt-result/2"
+            # every trained model carries a calibration (its validation split): label-free estimates too
+            assert ("monitoring" in data) == (folder == "results"), (model, shift)
             assert set(data["model"]) == MODEL_KEYS and data["model"]["name"] == model
             assert set(data["shift"]) == SHIFT_KEYS and data["shift"]["id"] == shift
             assert data["shift"]["size"] == params["shifts"]["size"]
@@ -163,3 +165,19 @@ def test_a_training_param_reruns_exactly_its_stages_and_adds_a_version(pipeline_
                                  "ON m.id = v.model_id WHERE m.name = 'full_ft' ORDER BY v.version")).all()
     assert [tuple(r) for r in rows] == [(1, "baseline"), (2, "retired")]  # ... so version 1 is current again
     assert "up to date" in sh("dvc", "status").stdout
+
+
+def test_dvc_exp_run_with_a_profiles_overrides(pipeline_repo: Path, sh, repro) -> None:
+    """A profile's overrides, printed by `lpt pipeline use --print-overrides`, run as a DVC experiment."""
+    import shlex
+
+    (pipeline_repo / "profiles" / "tiny_eval.yaml").write_text("# Test profile: another evaluation batch size\n"
+                                                               "evaluate:\n  batch_size: 5\n")
+    printed = sh("lpt", "pipeline", "use", "tiny_eval", "--print-overrides").stdout.strip().splitlines()[-1]
+    assert printed == "dvc exp run -S evaluate.batch_size=5"
+    sh(*shlex.split(printed.replace("dvc exp run", "dvc exp run --temp -n tiny-eval")), timeout=900)
+    shown = json.loads(sh("dvc", "exp", "show", "--json").stdout)
+    exps = [e for rev in shown for e in (rev.get("experiments") or [])]
+    runs = [r for e in exps for r in e.get("revs", [])]
+    assert any(r.get("name") == "tiny-eval" for r in runs), shown
+    assert yaml.safe_load((pipeline_repo / "params.yaml").read_text())["evaluate"]["batch_size"] != 5  # untouched
