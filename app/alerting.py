@@ -11,6 +11,7 @@ estimator) lies more than ``LPT_ESTIMATE_DROP_MARGIN`` below the version's measu
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import cast
 
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,8 @@ def _shift_alerts(session: Session, settings: Settings, job_run_id: int) -> list
     rows = mon.night_tests(session, job_run_id)
     if not rows:
         return []
-    fdr = benjamini_hochberg([r.p_value for r in rows], settings.alert_alpha)
+    # night_tests returns only rows with a p-value
+    fdr = benjamini_hochberg([cast(float, r.p_value) for r in rows], settings.alert_alpha)
     mon.set_verdicts(session, rows, list(fdr.adjusted), list(fdr.reject))
     by_run = defaultdict(list)
     for row in rows:
@@ -41,8 +43,8 @@ def _shift_alerts(session: Session, settings: Settings, job_run_id: int) -> list
             by_run[row.run_id].append(row)
     lines = []
     for run_id, found in by_run.items():
-        run = session.get(EvalRun, run_id)
-        label = session.get(ModelVersion, run.model_version_id).label
+        run = session.get_one(EvalRun, run_id)
+        label = session.get_one(ModelVersion, run.model_version_id).label
         tests = ", ".join(f"{d.detector} (p = {d.p_value:.2g}, adjusted {d.p_adjusted:.2g})" for d in found)
         line = f"shift detected on {run.batch_id} for {label}: {tests}; false discovery rate {settings.alert_alpha}"
         repo.add_alert(session, "shift", line, job_run_id=job_run_id, model_version_id=run.model_version_id,
@@ -57,7 +59,7 @@ def _drop_alerts(session: Session, settings: Settings, job_run_id: int) -> list[
         clean = mon.clean_top1(session, run.model_version_id)
         if clean is None or est.value >= clean - settings.estimate_drop_margin:
             continue
-        label = session.get(ModelVersion, run.model_version_id).label
+        label = session.get_one(ModelVersion, run.model_version_id).label
         line = (f"{label} on {run.batch_id}: estimated top-1 {est.value:.1%} ({HEADLINE_ESTIMATOR}) is "
                 f"{clean - est.value:.1%} below its clean top-1 {clean:.1%} (margin {settings.estimate_drop_margin:.0%})")
         repo.add_alert(session, "estimated_drop", line, job_run_id=job_run_id, model_version_id=run.model_version_id,

@@ -19,6 +19,7 @@ the estimator (``estimator_label``). The label-free monitoring charts are in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
 
 import altair as alt
 import pandas as pd
@@ -91,7 +92,7 @@ def colour_encoding(df: pd.DataFrame, colours: Mapping[str, str] | None, title: 
                     legend: str = "right") -> alt.Color:
     """The model colour channel with the fixed palette (legend lists only the models present)."""
     mapping = _colours_for(df, colours)
-    return alt.Color("model:N", title=title, sort=list(mapping), legend=alt.Legend(orient=legend, symbolOpacity=1),
+    return alt.Color("model:N", title=title, sort=list(mapping), legend=alt.Legend(orient=cast(Any, legend), symbolOpacity=1),
                      scale=alt.Scale(domain=list(mapping), range=list(mapping.values())))
 
 
@@ -328,7 +329,7 @@ def shot_groups_by_shift(groups: pd.DataFrame, colours: Mapping[str, str] | None
 
 def nightly_trend(trend: pd.DataFrame, events: pd.DataFrame | None = None,
                   colours: Mapping[str, str] | None = None,
-                  title: str = "Top-1 on shifted batches, night by night") -> alt.Chart:
+                  title: str = "Top-1 on shifted batches, night by night") -> alt.TopLevelMixin:
     """Accuracy per night and model (points per batch, line through the nightly mean).
 
     ``trend`` has columns model, batch_id, night (datetime), value (optional kind); ``events``

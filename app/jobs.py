@@ -207,10 +207,9 @@ def _once_per_job(hasher: Hasher) -> Hasher:
 
 def _after_evaluation(settings: Settings, engine: Engine, summary: JobSummary) -> None:
     """Gate, report and alerts once the pairs are recorded."""
+    from app.alerting import monitoring_alerts
     from app.gate import auto_gate
     from app.report import write_report
-
-    from app.alerting import monitoring_alerts
 
     with session_scope(engine) as s:  # the night's label-free verdicts first: the report shows them
         monitoring_alerts(s, settings, summary.job_run_id)

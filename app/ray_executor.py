@@ -114,7 +114,8 @@ class RayExecutor:
     def run(self, units: Sequence[Any], recorder: Any) -> None:
         """Hand units to idle actors (one with the unit's backbones loaded first) and record each
         pair as its outcome arrives."""
-        queue, idle, inflight = list(units), list(range(self.workers)), {}
+        queue, idle = list(units), list(range(self.workers))
+        inflight: dict[Any, Any] = {}
         while queue or inflight:
             while idle and queue:
                 worker = idle.pop(0)

@@ -9,6 +9,7 @@ A fresh session (opening a shared URL) starts from the query parameters.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -93,9 +94,9 @@ def _date_widget(options: dict[str, list], saved: dict) -> tuple[date | None, da
     lo, hi = options["dates"]
     start = min(max(saved["start"] or lo, lo), hi)
     end = max(min(saved["end"] or hi, hi), start)
-    picked = st.sidebar.date_input("Evaluated between", (start, end), min_value=lo, max_value=hi,
+    chosen = st.sidebar.date_input("Evaluated between", (start, end), min_value=lo, max_value=hi,
                                    key="f_dates")
-    picked = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
+    picked: tuple[Any, ...] = tuple(chosen) if isinstance(chosen, (tuple, list)) else (chosen,)
     start, end = (picked + (hi,))[:2] if picked else (lo, hi)
     # Only a range narrower than the store's is a restriction worth putting in the URL.
     return (start if start > lo else None), (end if end < hi else None)

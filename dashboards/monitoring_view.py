@@ -32,7 +32,7 @@ def pick_model(models: pd.DataFrame, estimates: pd.DataFrame) -> str:
     names = [m for m in models["model"] if m in set(estimates["model"])]
     roles = models.set_index("model")["role"]
     label = {m: f"{m} · {charts.method_label(models.set_index('model').loc[m, 'method'])} · {roles[m]}" for m in names}
-    return st.selectbox("Model", names, index=0, key="mo_model", format_func=label.get)
+    return st.selectbox("Model", names, index=0, key="mo_model", format_func=lambda m: label.get(m, str(m)))
 
 
 def unlabeled_table(estimates: pd.DataFrame, unlabeled_runs: set[int]) -> pd.DataFrame:

@@ -46,12 +46,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):
-            if dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
                 return from_mapping(arg, value, where=where)
             if typing.get_origin(arg) is tuple and isinstance(value, list):
                 return tuple(value)
         return value
-    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return from_mapping(hint, value, where=where)
     if origin is tuple and isinstance(value, list):
         return tuple(value)

@@ -254,7 +254,7 @@ def evaluate_arrays(
     outputs = predict_outputs(model, images, batch_size=cfg.batch_size, device=device, amp=cfg.amp)
     seconds = time.perf_counter() - t0
     known = np.zeros(len(images), bool) if labels is None else labels >= 0
-    scores = {"metrics": [], "per_class": {}}
+    scores: dict[str, Any] = {"metrics": [], "per_class": {}}
     if known.any():
         scores = classification_metrics(outputs.logits[known], labels[known], class_counts, logit_scale=logit_scale,
                                         few_includes_20=few_includes_20, seed=seed, pooling=pooling)  # fmt: skip

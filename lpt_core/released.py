@@ -380,6 +380,6 @@ def released_top1(model: nn.Module, meta: dict[str, Any], images: np.ndarray, la
 
     rule = meta.get("group_rule", RELEASED_GROUP_RULE)
     logits = predict(model, images, batch_size=batch_size, device=device, amp=amp)
-    acc = group_accuracy(logits.argmax(axis=1), labels, np.asarray(meta["class_counts"]),
+    acc = group_accuracy(np.asarray(logits).argmax(axis=1), labels, np.asarray(meta["class_counts"]),
                          few_includes_20=bool(rule["few_includes_20"]), pooling=str(rule["pooling"]))  # fmt: skip
     return {k: 100.0 * v for k, v in acc.items()}

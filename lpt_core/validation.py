@@ -302,7 +302,7 @@ def batch_content_hash(images: np.ndarray, labels: np.ndarray | None) -> str:
     if labels is not None:
         arrays.append(np.ascontiguousarray(np.asarray(labels).astype(np.int64)))
     for a in arrays:
-        h.update(memoryview(a).cast("B") if a.size else b"")  # cast() rejects zero-size shapes
+        h.update(a.data.cast("B") if a.size else b"")  # cast() rejects zero-size shapes
     return h.hexdigest()
 
 
@@ -346,7 +346,7 @@ def _severity_checks(
     gxe: Any, severity: Any, per_image: pd.DataFrame, image_exps: list[Any], arrays: pd.DataFrame, array_exps: list[Any]
 ) -> None:  # fmt: skip
     """Severity (scalar or one per image) in 1..5 when given (0 = n/a is not checked)."""
-    if severity is None or (np.isscalar(severity) and int(severity) == 0):
+    if severity is None or (np.isscalar(severity) and int(severity) == 0):  # type: ignore[arg-type]
         return
     sev = np.broadcast_to(np.asarray(severity), per_image.shape[:1]) if np.ndim(severity) == 0 else severity
     if len(sev) == len(per_image):

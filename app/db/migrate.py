@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -74,14 +75,15 @@ def _pre_alembic(conn: Connection) -> bool:
 def _migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for migrations; on SQLite with foreign-key enforcement off for its lifetime."""
     with engine.connect() as conn:
+        raw: Any = conn.connection.dbapi_connection
         if engine.dialect.name == "sqlite":
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # outside any transaction
+            raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction
         try:
             yield conn
             conn.commit()
         finally:
             if engine.dialect.name == "sqlite":
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 @contextmanager

@@ -56,7 +56,7 @@ def upsert_batch(session: Session, values: Mapping[str, Any]) -> tuple[ShiftBatc
             f"as the registered batch {other.id!r}"
         )
     created = insert_ignore(session, ShiftBatch, values, ["id"])
-    row = session.get(ShiftBatch, values["id"], populate_existing=True)
+    row = session.get_one(ShiftBatch, values["id"], populate_existing=True)
     if row.content_hash != values["content_hash"]:
         raise ValueError(
             f"shift batch {row.id!r} is registered with content {row.content_hash[:12]}, "
@@ -108,18 +108,23 @@ def recent_job_runs(session: Session, limit: int = 10) -> list[JobRun]:
     return list(session.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(limit)))
 
 
+def _rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE (a ``CursorResult``; typed as the generic ``Result``)."""
+    return int(result.rowcount)
+
+
 def fail_interrupted(session: Session, now: datetime) -> tuple[int, int]:
     """Mark job and eval runs left ``running`` by a dead process as failed; returns (jobs, evals).
 
     Call only while holding the job lock: then nothing else can be running.
     """
     msg = f"interrupted: the process died before finishing (found at {now.isoformat()})"
-    evals = session.execute(
+    evals = _rowcount(session.execute(
         update(EvalRun).where(EvalRun.status == "running").values(status="failed", error=msg, finished_at=now)
-    ).rowcount
-    jobs = session.execute(
+    ))
+    jobs = _rowcount(session.execute(
         update(JobRun).where(JobRun.status == "running").values(status="failed", error=msg, finished_at=now)
-    ).rowcount
+    ))
     return jobs, evals
 
 
@@ -217,7 +222,7 @@ def metric_rows_from_result(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                    "n": int(m["n"])}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"result metric #{i} {m!r} is malformed: {exc}") from None
-        rows[(row["name"], row["grp"])] = row
+        rows[(str(row["name"]), str(row["grp"]))] = row
     per_class = result.get("per_class") or {}
     for cid, acc, n in zip(per_class.get("class_ids", []), per_class.get("accuracy", []), per_class.get("n", [])):
         if acc is None or not n:  # a class absent from the batch has no accuracy (JSON null)
@@ -246,7 +251,7 @@ def count_rows(session: Session) -> dict[str, int]:
     tables = {"shift_batches": ShiftBatch, "models": Model, "model_versions": ModelVersion,
               "model_aliases": ModelAlias, "eval_runs": EvalRun, "metrics": Metric, "job_runs": JobRun,
               "model_events": ModelEvent, "alerts": Alert}
-    return {name: session.scalar(select(func.count()).select_from(t)) for name, t in tables.items()}
+    return {name: int(session.scalar(select(func.count()).select_from(t)) or 0) for name, t in tables.items()}
 
 
 # --- reads for reports and the gate ------------------------------------------------------------
@@ -268,7 +273,7 @@ class ScoreRow:
     corruption: str
     severity: int
     registered_at: datetime
-    finished_at: datetime
+    finished_at: datetime | None
     name: str
     grp: str
     value: float

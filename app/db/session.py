@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import quote, unquote
 
 from sqlalchemy import create_engine, event

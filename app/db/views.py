@@ -22,7 +22,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select, Subquery
 
-from app.db.schema import DEPLOYED, Alert, EvalRun, JobRun, Metric, Model, ModelAlias, ModelEvent, ModelVersion, ShiftBatch
+from app.db.schema import (
+    DEPLOYED,
+    Alert,
+    EvalRun,
+    JobRun,
+    Metric,
+    Model,
+    ModelAlias,
+    ModelEvent,
+    ModelVersion,
+    ShiftBatch,
+)
 
 DEMO_SOURCE = "demo-seed"
 TABLES = ("shift_batches", "models", "model_versions", "model_aliases", "model_events", "job_runs", "eval_runs",

@@ -82,7 +82,7 @@ def throughput(ctx: BenchContext) -> list[BenchRow]:
     """Images/s of quickstart-size models, uint8 in, vs the matmul ceiling of this run."""
     from lpt_core.bench.costs import flops_per_image
     from lpt_core.bench.data import synthetic_images
-    from lpt_core.bench.evalpath import eval_runner, model_only_runner, make_preprocessor
+    from lpt_core.bench.evalpath import eval_runner, make_preprocessor, model_only_runner
 
     p, spec, cmd = profile(ctx), _quickstart(ctx), ctx.command_for("throughput")
     names = ("plain", "phase1", "lpt_reuse")

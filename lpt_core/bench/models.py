@@ -43,9 +43,8 @@ TINY = BenchBackbone("tiny ViT (32 px, patch 8, dim 48, depth 4)", "vit_tiny_pat
 
 def quickstart_backbone(params: dict[str, Any] | None = None) -> BenchBackbone:
     """The quickstart backbone's shape (``pretrain`` section of params.yaml, else its defaults)."""
-    from lpt_core.pretrain import PretrainConfig
-
     from lpt_core.config import from_mapping
+    from lpt_core.pretrain import PretrainConfig
 
     cfg = from_mapping(PretrainConfig, (params or {}).get("pretrain"), where="pretrain")
     kwargs = {"patch_size": cfg.patch_size, "embed_dim": cfg.embed_dim, "depth": cfg.depth,

@@ -67,7 +67,7 @@ def paper_profile_rows(ctx: BenchContext, p: Any) -> list[BenchRow]:
                 rows.append(error_row(sec, f"fit {phase}", "s/step", cmd, exc))
     if ctx.device.startswith("cuda"):
         torch.cuda.synchronize(ctx.device)
-    for attempt in ("warm-up", "timed"):
+    for _attempt in ("warm-up", "timed"):  # the first call warms up, the second is timed
         start = time.perf_counter()
         predict(model, data.test.images, batch_size=1024 if not ctx.quick else 16, device=ctx.device)
         seconds = time.perf_counter() - start

@@ -41,7 +41,7 @@ LABEL_SET_SCHEMA = "lpt-label-set/1"
 def label_set_hash(labels: np.ndarray) -> str:
     """sha256 of a label array's int64 bytes (-1 = no label): the identity of a label set."""
     a = np.ascontiguousarray(np.asarray(labels).astype(np.int64))
-    return hashlib.sha256(memoryview(a).cast("B") if a.size else b"").hexdigest()
+    return hashlib.sha256(a.data.cast("B") if a.size else b"").hexdigest()
 
 
 @dataclass(frozen=True)

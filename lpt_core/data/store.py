@@ -131,7 +131,7 @@ def array_hash(*arrays: np.ndarray) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B") if a.size else b"")  # cast() rejects zero-size shapes
+        h.update(a.data.cast("B") if a.size else b"")  # cast() rejects zero-size shapes
     return h.hexdigest()
 
 

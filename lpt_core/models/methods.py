@@ -13,6 +13,8 @@ are computed once and the two passes branch at block K+1 (see docs/METHOD.md for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -22,7 +24,7 @@ from lpt_core.models.config import MethodConfig
 from lpt_core.models.prompts import GroupPromptPool, Selection, SharedPrompt, matching_loss
 from lpt_core.registry import Registry
 
-METHODS: Registry[type[Classifier]] = Registry("method")
+METHODS: Registry[Callable[..., Classifier]] = Registry("method")  # classes taking (backbone, C, cfg, generator)
 
 
 @METHODS.register("linear")

@@ -201,6 +201,7 @@ def _fit_selection(
         if pool_size is not None:
             raise ValueError(f"pool_size={pool_size} given, but the outputs carry no prompt selection (LPT phase 2)")
         return None
+    assert outputs.selected is not None and outputs.key_cosine is not None  # has_selection
     largest = int(outputs.selected.max())
     pool = largest + 1 if pool_size is None else int(pool_size)
     if pool <= largest:

@@ -134,7 +134,7 @@ def _estimates(cal: Calibration, scores: dict[str, np.ndarray], preds: np.ndarra
 
 def _detectors(cal: Calibration, outputs: ModelOutputs, probs: np.ndarray) -> tuple[DetectorResult, ...]:
     found = [_result("bbsd", bbsd(cal.ks_reference, probs))]
-    if cal.selection is not None:
+    if cal.selection is not None and outputs.selected is not None and outputs.key_cosine is not None:
         found.append(_result("prompt_selection", selection_chi2(cal.selection, outputs.selected)))
         found.append(_result("key_cosine", cosine_test(cal.selection, outputs.key_cosine)))
     return tuple(found)

@@ -23,6 +23,7 @@ test's reference variance is the same stratified one, its degrees of freedom use
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -93,7 +94,7 @@ def merge_cells(expected: np.ndarray, min_expected: float = MIN_EXPECTED) -> np.
     return cell
 
 
-def selection_chi2(ref: SelectionReference, selected: np.ndarray) -> dict[str, float | int]:
+def selection_chi2(ref: SelectionReference, selected: np.ndarray) -> dict[str, Any]:
     """Chi-square of homogeneity of the batch's prompt picks against the reference's (Rao-Scott p)."""
     n_batch, k = selected.shape
     if k != ref.top_k:

@@ -85,14 +85,15 @@ def load(cls: type[Calibration], directory: Path) -> Calibration:
     selection = None
     if doc["selection"] is not None:
         sel = doc["selection"]
-        selection = SelectionReference(**{name: sel[name] for name in SELECTION_SCALARS},
-                                       **{attr: tensors[file] for attr, file in SELECTION_ARRAYS.items()})
+        sel_kwargs: dict[str, Any] = {name: sel[name] for name in SELECTION_SCALARS}
+        sel_kwargs.update({attr: tensors[file] for attr, file in SELECTION_ARRAYS.items()})
+        selection = SelectionReference(**sel_kwargs)
     groups = tuple(
         GroupCalibration(g["group"], int(g["n_reference"]), g["source"], _read_stats(g)) for g in doc["groups"]
     )
-    return cls(
-        **{name: doc[name] for name in SCALARS}, missing_classes=tuple(doc["missing_classes"]),
-        overall=_read_stats(doc["overall"]), groups=groups, **{name: tensors[name] for name in ARRAYS},
-        selection=selection, **({name: tensors[name] for name in LPT_ARRAYS} if selection is not None else {}),
-        info=doc["info"],
-    )
+    kwargs: dict[str, Any] = {name: doc[name] for name in SCALARS}
+    kwargs.update({name: tensors[name] for name in ARRAYS})
+    if selection is not None:
+        kwargs.update({name: tensors[name] for name in LPT_ARRAYS})
+    return cls(**kwargs, missing_classes=tuple(doc["missing_classes"]), overall=_read_stats(doc["overall"]),
+               groups=groups, selection=selection, info=doc["info"])

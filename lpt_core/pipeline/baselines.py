@@ -72,8 +72,8 @@ class PixelLogReg:
 def run(cfg: BaselinesConfig, data_dir: Path, shifts_dir: Path, out: Path) -> list[Path]:
     """Fit the pixel baseline on the training split and write its result file per shift set."""
     from lpt_core.data.batches import load_batch, read_index
-    from lpt_core.results import EvalResult, shift_block
     from lpt_core.metrics import classification_metrics
+    from lpt_core.results import EvalResult, shift_block
 
     data = load_prepared(data_dir)
     model = PixelLogReg(int(np.prod(data.train.images.shape[1:])), data.num_classes, cfg.seed)
@@ -87,6 +87,8 @@ def run(cfg: BaselinesConfig, data_dir: Path, shifts_dir: Path, out: Path) -> li
     written = []
     for meta in read_index(shifts_dir):
         batch = load_batch(shifts_dir / meta["id"])
+        if batch.labels is None:
+            raise ValueError(f"pipeline shift set {meta['id']} has no labels: the baseline measures labelled sets only")
         logits = model.logits(batch.images).numpy()
         scores = classification_metrics(logits, batch.labels, data.class_counts, logit_scale=1.0,
                                          few_includes_20=cfg.few_includes_20, seed=cfg.seed)  # fmt: skip

@@ -5,8 +5,8 @@ pairs and writes a report that agrees with the store; a second ``run-now`` does 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -18,12 +18,11 @@ import pytest
 pytest.importorskip("lpt_core.evaluate", reason="lpt_core.evaluate is not in this checkout yet")
 pytest.importorskip("lpt_core.data.batches", reason="lpt_core.data.batches is not in this checkout yet")
 
+from app.db import repository as repo  # noqa: E402
+from app.db.session import make_engine, session_scope  # noqa: E402
 from lpt_core.artifacts import save_artifact  # noqa: E402
 from lpt_core.data.store import ArraySplit, PreparedDataset, save_prepared  # noqa: E402
 from lpt_core.models import MethodConfig, PromptConfig, build_classifier, create_backbone  # noqa: E402
-
-from app.db import repository as repo  # noqa: E402
-from app.db.session import make_engine, session_scope  # noqa: E402
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 COUNTS = [40, 24, 14, 8, 5, 3]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 from sqlalchemy import select
 
 from app import gate
@@ -16,7 +17,6 @@ from app.db.session import session_scope
 from app.ingest import ingest
 from app.jobs import run_job
 from app.stats import is_significant_drop, two_proportion_change
-from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 
 
 def test_two_proportion_z_test_matches_hand_computation() -> None:

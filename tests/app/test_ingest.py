@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from app_fakes import FakeEvaluator, make_artifact, make_batch, result_dict, tree_sha256
 
 from app.db import registry
 from app.db import repository as repo
 from app.db.session import session_scope
 from app.ingest import ingest
 from app.jobs import PairSpec, run_job
-from app_fakes import FakeEvaluator, make_artifact, make_batch, result_dict, tree_sha256
 
 
 def _pipeline(tmp_path: Path) -> tuple[Path, Path, Path]:

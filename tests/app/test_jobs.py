@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 from sqlalchemy import select
 
 from app.db import repository as repo
@@ -14,7 +15,6 @@ from app.db.schema import EvalRun, Metric
 from app.db.session import session_scope
 from app.ingest import ingest
 from app.jobs import run_job
-from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 
 
 def _setup(settings, engine, n_models: int = 2, n_batches: int = 2) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 from sqlalchemy import select
 
 from app.db import repository as repo
@@ -17,7 +18,6 @@ from app.db.schema import EvalRun, JobRun
 from app.db.session import session_scope
 from app.ingest import ingest
 from app.jobs import JobLockedError, run_job
-from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256
 
 FAKES = Path(__file__).with_name("app_fakes.py")
 ROOT = Path(__file__).resolve().parents[2]

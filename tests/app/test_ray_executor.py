@@ -12,15 +12,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason='ray is not installed (pip install -e ".[ray]"); the Ray executor is untested')
 
+from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from tiny_world import BATCHES, MODELS, build_world, metric_values, night  # noqa: E402
 
 from app.db import repository as repo  # noqa: E402
 from app.db.schema import EvalRun  # noqa: E402
 from app.db.session import session_scope  # noqa: E402
 from app.ingest import ingest  # noqa: E402
 from app.jobs import run_job  # noqa: E402
-from app_fakes import FakeEvaluator, make_artifact, make_batch, tree_sha256  # noqa: E402
-from tiny_world import BATCHES, MODELS, build_world, metric_values, night  # noqa: E402
 
 pytestmark = pytest.mark.ray
 HERE = Path(__file__).resolve().parent

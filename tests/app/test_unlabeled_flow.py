@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
+from test_end_to_end import _lpt, _prepared
 
 from app.db import repository as repo
 from app.db.schema import Alert, Detection, Estimate, EvalRun, Metric
 from app.db.session import make_engine, session_scope
-from test_end_to_end import _lpt, _prepared
 
 pytestmark = pytest.mark.slow
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)

@@ -81,10 +81,11 @@ def build_world(root: Path) -> Path:
 
 def night(world: Path, root: Path, db_url: str | None = None, **changes: object) -> tuple[object, object]:
     """A store on ``db_url`` (default SQLite in ``root``) with the world's models, and one job."""
+    from app_fakes import settings_for
+
     from app.db.session import init_db, make_engine
     from app.ingest import ingest
     from app.jobs import run_job
-    from app_fakes import settings_for
 
     engine = make_engine(db_url or f"sqlite:///{root / 'store.db'}")
     init_db(engine)

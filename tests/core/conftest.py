@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_data import make_tiny_prepared
 
 from lpt_core.models import MethodConfig, PromptConfig, create_backbone
-from tiny_data import make_tiny_prepared
 
 TINY_VIT = "vit_tiny_patch16_224"
 TINY_KWARGS = dict(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)

@@ -26,8 +26,9 @@ CPU = EvalConfig(device="cpu")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from lpt_core.pretrain import PretrainConfig, save_random_backbone
     from tiny_data import make_tiny_prepared
+
+    from lpt_core.pretrain import PretrainConfig, save_random_backbone
 
     root = tmp_path_factory.mktemp("cal")
     save_random_backbone(PretrainConfig(img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3), root / "bb")

@@ -9,8 +9,8 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from tiny_data import make_tiny_prepared
+
 from lpt_core import distributed as D
 from lpt_core.models import MethodConfig, PromptConfig, build_classifier, create_backbone
 from lpt_core.train import TrainConfig, fit

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from dash_store import seed_store
 
 from app.db.session import make_engine
-
-from dash_store import seed_store
 
 
 def _clear_caches() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dash_store import ACC, EXPECTED, seed_store
 from sqlalchemy import select
 
 from app.db import views
 from app.db.schema import EvalRun, JobRun, ShiftBatch
 from app.db.session import init_db, make_engine, session_scope
-from dash_store import ACC, EXPECTED, seed_store
 from dashboards.seed_demo import DEMO_CODE_VERSION, main, resample, seed_demo, wilson
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)

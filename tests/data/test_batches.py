@@ -3,9 +3,8 @@ with the stored data left untouched (one test per kind of bad input)."""
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from pathlib import Path
 
 import numpy as np

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lpt_core.data import image_sources, prepare as prepare_mod, store
+from lpt_core.data import image_sources, store
+from lpt_core.data import prepare as prepare_mod
 from lpt_core.data.prepare import PrepareConfig, prepare
 from lpt_core.data.sources import load_source
 from lpt_core.data.store import file_backed, load_prepared, take_rows

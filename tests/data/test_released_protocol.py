@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from lpt_core.data.prepare import PrepareConfig, build_prepared, prepare
-from lpt_core.data.store import group_rule
 from lpt_core.data.sources import load_source
-from lpt_core.data.store import load_prepared, save_prepared
+from lpt_core.data.store import group_rule, load_prepared, save_prepared
 from lpt_core.metrics import classification_metrics, group_accuracy
 from lpt_core.validation import validate_prepared
 
