@@ -143,8 +143,9 @@ def train_model(
             log.info("%s %s: lr %g per 256 images -> %g at batch %d", name, phase, cfg.lr_per_256,
                      effective_lr(cfg), cfg.batch_size)
             res = fit(model, data, cfg, ckpt_dir, phase=phase, dist=ctx)
-            fits[phase] = {"epochs": res.epochs, "best_epoch": res.best_epoch, "best_val_top1": res.best_val_top1,
-                           "select": cfg.select, "val_history": [r.get("val_top1") for r in res.history]}
+            fits[phase] = {"epochs": res.epochs, "best_epoch": res.best_epoch, "select": cfg.select,
+                           "best_val_balanced_top1": res.best_val_balanced_top1,
+                           "val_history": [r.get("val_balanced_top1") for r in res.history]}
             runs[phase] = {"seconds": round(res.seconds, 2), "images_per_second": round(res.images_per_second, 1),
                            "device": ctx.device, "checkpoint": str(res.checkpoint)}
     finally:

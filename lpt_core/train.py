@@ -57,6 +57,7 @@ from lpt_core.data.store import ArraySplit, PreparedDataset
 from lpt_core.data.transforms import BatchPreprocessor
 from lpt_core.evaluate import autocast, predict
 from lpt_core.losses import build_loss
+from lpt_core.metrics import per_class_accuracy
 
 log = logging.getLogger(__name__)
 AGCL_DEFAULTS = {"cb": {"gamma_pos": 0.0, "gamma_neg": 4.0}, "ib": {"gamma_pos": 0.5, "gamma_neg": 8.0}}
@@ -86,7 +87,7 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
     num_workers: int = 0  # threads gathering batches from the memory-mapped arrays
     val_every: int = 1  # epochs between validations; 0 = never (needs select="last")
-    select: str = "val"  # "val" (best validation top-1) | "last"
+    select: str = "val"  # "val" (best class-balanced validation top-1) | "last"
     max_steps_per_epoch: int | None = None  # None = floor(N / B) + 1 (the spec)
     eval_batch_size: int = 256
     deterministic: bool = True
@@ -132,7 +133,7 @@ class FitResult:
 
     epochs: int
     best_epoch: int
-    best_val_top1: float | None
+    best_val_balanced_top1: float | None
     history: list[dict[str, Any]]
     checkpoint: Path
     seconds: float
@@ -294,14 +295,23 @@ class _Trainer:
         self.optimizer.step()
         return float(loss.detach())
 
-    def validate(self) -> float:
-        """Top-1 on the validation split, sharded over ranks and gathered."""
+    def validate(self) -> tuple[float, float]:
+        """(top-1, class-balanced top-1) on the validation split, sharded over ranks and gathered.
+
+        The balanced figure, the mean per-class recall over the classes present, is what selection
+        uses: the held-out split is as long-tailed as training, so its plain top-1 rewards
+        head-class bias, while the test split is balanced.
+        """
+
         val, ctx = self.data.val, self.ctx
         rows = D.row_slice(len(val), ctx)
         logits = predict(self.model, val.images[rows], batch_size=self.cfg.eval_batch_size,
                          device=ctx.device, amp=self.cfg.amp, as_numpy=False)
         logits = D.all_gather_rows(logits.to(ctx.device), ctx).cpu().numpy()
-        return float((logits.argmax(1) == np.asarray(val.labels)).mean())
+        pred, labels = logits.argmax(1), np.asarray(val.labels)
+        correct, n = per_class_accuracy(pred, labels, logits.shape[1])
+        present = n > 0
+        return float((pred == labels).mean()), float((correct[present] / n[present]).mean())
 
 
 def _fetch(split: ArraySplit, step: list[tuple[np.ndarray, Any]]) -> list[tuple[np.ndarray, np.ndarray, Any]]:
@@ -391,17 +401,18 @@ def _epoch(
     trainer.scheduler.step(epoch + 1)
     last = epoch + 1 == cfg.epochs
     if cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or last):
-        record["val_top1"] = trainer.validate()
-        if record["val_top1"] > trainer.best_top1:
-            trainer.best_epoch, trainer.best_top1 = epoch + 1, record["val_top1"]
+        record["val_top1"], record["val_balanced_top1"] = trainer.validate()
+        if record["val_balanced_top1"] > trainer.best_top1:
+            trainer.best_epoch, trainer.best_top1 = epoch + 1, record["val_balanced_top1"]
             if ctx.is_main:
                 save_checkpoint(trainer.state(phase, epoch + 1)["trainable"], out / BEST)
     trainer.history.append(record)
     if ctx.is_main:
         save_checkpoint(trainer.state(phase, epoch + 1), out / CHECKPOINT)
         log.info(
-            "%s epoch %d/%d loss %.4f lr %.3g val_top1 %s %.0f img/s", phase, epoch + 1, cfg.epochs,
+            "%s epoch %d/%d loss %.4f lr %.3g val top-1 %s (balanced %s) %.0f img/s", phase, epoch + 1, cfg.epochs,
             record["loss"], lr, f"{record['val_top1']:.4f}" if "val_top1" in record else "-",
+            f"{record['val_balanced_top1']:.4f}" if "val_balanced_top1" in record else "-",
             record["images_per_second"],
         )
     D.barrier(ctx)
@@ -418,6 +429,6 @@ def _finish(trainer: _Trainer, out: Path, seconds: float) -> FitResult:
     best = trainer.best_top1 if trainer.best_epoch >= 0 else None
     return FitResult(
         epochs=cfg.epochs, best_epoch=trainer.best_epoch if cfg.select == "val" else cfg.epochs,
-        best_val_top1=best, history=trainer.history, checkpoint=out / CHECKPOINT, seconds=seconds,
+        best_val_balanced_top1=best, history=trainer.history, checkpoint=out / CHECKPOINT, seconds=seconds,
         images_per_second=ips,
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from lpt_core.evaluate import predict
 from lpt_core.models import MethodConfig, PromptConfig, build_classifier, create_backbone
 from lpt_core.train import CHECKPOINT, TrainConfig, fit, load_checkpoint
 
@@ -91,9 +93,28 @@ def test_schedule_warmup_then_cosine_and_val_selection(tiny_prepared, tmp_path) 
     assert lrs[0] == pytest.approx(1e-6)
     assert lrs[1] == pytest.approx(0.5 * base * (1 + torch.cos(torch.tensor(torch.pi / 3)).item()))
     assert lrs[2] < lrs[1]
-    vals = [r["val_top1"] for r in res.history]
-    assert res.best_val_top1 == max(vals) and res.best_epoch == vals.index(max(vals)) + 1
+    vals = [r["val_balanced_top1"] for r in res.history]
+    assert res.best_val_balanced_top1 == max(vals) and res.best_epoch == vals.index(max(vals)) + 1
     assert all(r["images_per_second"] > 0 for r in res.history)
+
+
+def test_selection_scores_the_mean_per_class_recall_not_the_head_heavy_top1(tiny_prepared, tmp_path) -> None:
+    """The held-out split is long-tailed like training; the test split is balanced. So the
+    selection score is the mean recall over the classes present in val, here recomputed by hand."""
+    labels = np.asarray(tiny_prepared.val.labels)
+    head = np.flatnonzero(labels == labels[0])
+    tail = [np.flatnonzero(labels == c)[0] for c in np.unique(labels) if c != labels[0]]
+    val = tiny_prepared.val.subset(np.concatenate([np.tile(head, 6), tail]))  # head-heavy, like the real hold-out
+    data = dataclasses.replace(tiny_prepared, val=val)
+    model = _model()
+    res = fit(model, data, dataclasses.replace(CFG, epochs=1), tmp_path, phase="phase1")
+    pred = predict(model, val.images, batch_size=64, device="cpu").argmax(1)
+    labels = np.asarray(val.labels)
+    recalls = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
+    assert res.history[0]["val_top1"] == pytest.approx(float((pred == labels).mean()))
+    assert res.history[0]["val_balanced_top1"] == pytest.approx(float(np.mean(recalls)))
+    assert res.best_val_balanced_top1 == res.history[0]["val_balanced_top1"]
+    assert res.history[0]["val_top1"] != pytest.approx(res.history[0]["val_balanced_top1"])  # the two differ here
 
 
 def test_a_changed_recipe_starts_fresh_and_says_so(tiny_prepared, tmp_path, caplog) -> None:
