@@ -152,9 +152,12 @@ RUN_DETAIL_KEYS = frozenset({"ge_load_time", "run_id", "validation_time", "valid
 
 
 def without_run_details(doc: Any) -> Any:
-    """``doc`` without :data:`RUN_DETAIL_KEYS` at any depth: the same data gives the same report bytes."""
+    """``doc`` without :data:`RUN_DETAIL_KEYS` at any depth, nor the random ``id`` GX gives an
+    expectation added to a suite: the same data gives the same report bytes."""
     if isinstance(doc, dict):
-        return {k: without_run_details(v) for k, v in doc.items() if k not in RUN_DETAIL_KEYS}
+        expectation = "type" in doc and "kwargs" in doc
+        return {k: without_run_details(v) for k, v in doc.items()
+                if k not in RUN_DETAIL_KEYS and not (expectation and k == "id")}
     if isinstance(doc, list):
         return [without_run_details(v) for v in doc]
     return doc

@@ -125,3 +125,13 @@ def test_unlabeled_batch_runs_the_same_checks_without_the_label_ones() -> None:
         assert column in [v for f in report.failures for v in f["target"].values()], report.summary()
     dup = validate_batch(x, None, num_classes=5, image_shape=(16, 16), registered_image_hashes={batch_content_hash(x, None)})
     assert [f["target"] for f in dup.failures] == [{"column": "images_hash"}]
+
+
+def test_the_same_batch_gives_the_same_report_bytes(tmp_path) -> None:
+    """No run time, run id or random expectation id in a stored report (DVC hashes it)."""
+    x, y = _batch()
+    texts = []
+    for i in range(2):
+        validate_batch(x, y, num_classes=5, image_shape=(16, 16), severity=2).write(tmp_path / str(i))
+        texts.append((tmp_path / str(i) / "validation.json").read_bytes())
+    assert texts[0] == texts[1]
