@@ -13,6 +13,9 @@ of corruptions, and what it costs a nightly pair. ``lpt monitoring measure`` run
 - Detection: held-out images corrupted at severities 3 and 5, every benchmark corruption of the
   pipeline plus the four above, the same rule.
 - Cost: the wall time of the estimates and tests (``monitor_batch``) against the forward pass.
+- The prior weighting: the same estimates from a calibration fitted on the same reference without
+  weighting it to the balanced deployment prior (``target_prior: train``, the reference's own
+  long-tailed mix), to show what the weighting buys.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ METHODS = ("lpt", "vpt", "linear", "full_ft")
 class Measurement:
     """Every row the measurement produced (long frames) plus the settings it ran with."""
 
-    errors: pd.DataFrame  # method, set, kind, estimator, group, estimate, measured, abs_error
+    errors: pd.DataFrame  # method, set, kind, reference, estimator, group, estimate, measured, abs_error
     alarms: pd.DataFrame  # method, set, kind (clean | shifted), corruption, severity, alarm, p_<detector>
     costs: pd.DataFrame  # method, set, forward_s, monitor_s
     settings: dict[str, Any] = field(default_factory=dict)
@@ -50,7 +53,7 @@ def held_out_pool(prepared_dir: Path, raw_root: Path | None) -> tuple[np.ndarray
     data = load_prepared(prepared_dir)
     cfg = PrepareConfig(**{k: v for k, v in data.meta["config"].items() if k in PrepareConfig.__dataclass_fields__})
     raw = load_source(cfg.source, raw_root or cfg.root, **dict(cfg.options))
-    train, _, _ = _subset_classes(raw, cfg.classes, lambda name: None)
+    train = _subset_classes(raw, cfg.classes, lambda name: None)[0]
     used = set(np.concatenate([_source_rows(prepared_dir, s) for s in ("train", "val")]).tolist())
     keep = np.array([i for i, src in enumerate(train.source_index) if int(src) not in used])
     images = np.asarray(train.images[keep])
@@ -79,8 +82,10 @@ def balanced_batches(labels: np.ndarray, per_class: int, count: int, seed: int) 
             for i in range(count)]  # fmt: skip
 
 
-def _one_set(loaded: Any, images: np.ndarray, labels: np.ndarray, alpha: float) -> dict[str, Any]:
-    """Forward once, monitor once (timed apart); estimate errors and the batch's BH verdict."""
+def _one_set(loaded: Any, images: np.ndarray, labels: np.ndarray, alpha: float,
+             unweighted: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Forward once, monitor once (timed apart); estimate errors and the batch's BH verdict; with
+    ``unweighted``, also the errors of that calibration's estimates (untimed)."""
     from lpt_core.evaluate import predict_outputs
     from lpt_core.monitoring import benjamini_hochberg, monitor_batch
 
@@ -91,7 +96,11 @@ def _one_set(loaded: Any, images: np.ndarray, labels: np.ndarray, alpha: float) 
     t2 = time.perf_counter()
     pvalues = result.pvalues()
     verdict = benjamini_hochberg(list(pvalues.values()), alpha)
-    return {"errors": result.estimate_errors(), "pvalues": pvalues, "alarm": bool(np.any(verdict.reject)),
+    errors = [{"reference": "weighted to the deployment prior", **e} for e in result.estimate_errors()]
+    if unweighted is not None:
+        errors += [{"reference": "unweighted (train prior)", **e}
+                   for e in monitor_batch(unweighted, outputs, labels=labels).estimate_errors()]
+    return {"errors": errors, "pvalues": pvalues, "alarm": bool(np.any(verdict.reject)),
             "forward_s": t1 - t0, "monitor_s": t2 - t1}
 
 
@@ -99,7 +108,9 @@ def measure(models_dir: Path, prepared_dir: Path, shifts_dir: Path, *, raw_root:
             alpha: float = 0.05, clean_batches: int = 20, per_class: int = 100, seed: int = 0,
             methods: tuple[str, ...] = METHODS) -> Measurement:  # fmt: skip
     """Run every set for every method (see the module docstring)."""
+    from lpt_core.calibrate import CalibrationSpec, fit_reference
     from lpt_core.data.batches import load_batch, read_index
+    from lpt_core.data.store import load_prepared
     from lpt_core.evaluate import EvalConfig, load_for_evaluation
     from lpt_core.shifts import corrupt
 
@@ -114,13 +125,17 @@ def measure(models_dir: Path, prepared_dir: Path, shifts_dir: Path, *, raw_root:
     sets += [("clean", f"heldout-{i:02d}", "none", 0, pool_x[rows], pool_y[rows]) for i, rows in enumerate(batches[:-1])]
     sets += [("detect", f"{c}-s{s}", c, s, corrupt(base_x, c, s, seed + 1), base_y)
              for c in (*corruptions, *EXTRA_CORRUPTIONS) for s in (3, 5)]
+    val = load_prepared(prepared_dir).val
     errors, alarms, costs = [], [], []
     for method in methods:
         loaded = load_for_evaluation(models_dir / method, EvalConfig(device="cpu", amp="off"))
         if loaded.calibration is None:
             raise ValueError(f"{models_dir / method} has no calibration: retrain it (dvc repro) or `lpt calibrate` it")
+        unweighted = fit_reference(loaded.model, np.asarray(val.images), np.asarray(val.labels), loaded.class_counts,
+                                   spec=CalibrationSpec(target_prior="train"), logit_scale=loaded.logit_scale,
+                                   few_includes_20=loaded.few_includes_20)  # fmt: skip
         for kind, name, corruption, severity, images, labels in sets:
-            out = _one_set(loaded, images, labels, alpha)
+            out = _one_set(loaded, images, labels, alpha, unweighted if kind in ("pipeline", "extra") else None)
             base = {"method": method, "set": name, "kind": kind, "corruption": corruption, "severity": severity}
             errors += [{**base, **e} for e in out["errors"]] if kind in ("pipeline", "extra") else []
             alarms.append({**base, "alarm": out["alarm"], **{f"p_{k}": v for k, v in out["pvalues"].items()}})
@@ -132,7 +147,9 @@ def measure(models_dir: Path, prepared_dir: Path, shifts_dir: Path, *, raw_root:
 
 def summary_tables(m: Measurement) -> dict[str, pd.DataFrame]:
     """The tables docs/MONITORING.md shows: MAE per estimator and group, alarm rates, cost."""
-    err = m.errors
+    prior = m.errors[m.errors["group"] == "overall"].pivot_table(
+        index=["method", "reference"], columns="estimator", values="abs_error", aggfunc="mean")
+    err = m.errors[m.errors["reference"] == "weighted to the deployment prior"]
     mae = err.pivot_table(index=["method", "group"], columns="estimator", values="abs_error", aggfunc="mean")
     sets = err[err["group"] == "overall"].pivot_table(index=["method", "kind"], columns="estimator",
                                                       values="abs_error", aggfunc="mean")  # fmt: skip
@@ -145,7 +162,8 @@ def summary_tables(m: Measurement) -> dict[str, pd.DataFrame]:
         alarm[f"detection_rate_s{s}"] = sub.groupby("method")["alarm"].mean()
     cost = m.costs.groupby("method")[["forward_s", "monitor_s"]].sum()
     cost["monitor_share"] = cost["monitor_s"] / cost["forward_s"]
-    return {"mae": mae.round(4), "mae_by_set": sets.round(4), "alarms": alarm.round(3), "cost": cost.round(4)}
+    return {"mae": mae.round(4), "mae_by_set": sets.round(4), "prior": prior.round(4), "alarms": alarm.round(3),
+            "cost": cost.round(4)}
 
 
 def write_report(m: Measurement, out: Path, command: str) -> Path:
@@ -159,6 +177,9 @@ def write_report(m: Measurement, out: Path, command: str) -> Path:
     titles = {"mae": "Mean absolute error of each estimator against the measured top-1 (labels hidden from the "
                      "estimators), overall and per predicted shot group",
               "mae_by_set": "Overall mean absolute error by set kind (pipeline shift sets; extra corruptions)",
+              "prior": "What the prior weighting buys: overall mean absolute error with the reference weighted to the "
+                       "balanced deployment prior (what the service uses) and unweighted (the reference's own "
+                       "long-tailed mix)",
               "alarms": "Alarm rates (Benjamini-Hochberg over a batch's detectors at alpha)",
               "cost": "Cost per method over every set: forward pass against estimates and tests (seconds)"}
     for key, table in tables.items():
