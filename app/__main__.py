@@ -1,4 +1,4 @@
-"""``python -m app COMMAND``: the service subcommands alone (ingest, scheduler, models, report).
+"""``python -m app COMMAND``: the service subcommands alone (ingest, scheduler, models, db, report).
 
 Same handlers as ``lpt COMMAND``, without building the core CLI's parsers, so a command that has
 nothing to do does not import torch through other subcommand modules.

@@ -1,4 +1,4 @@
-"""The service's ``lpt`` subcommands: ``ingest``, ``scheduler``, ``models`` and ``report``.
+"""The service's ``lpt`` subcommands: ``ingest``, ``scheduler``, ``models``, ``db`` and ``report``.
 
 Registered through the entry-point group ``lpt.commands`` (``app.cli:register``), so lpt_core
 never imports the service. Everything heavy is imported inside the handlers.
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("models", help="list, register, promote or roll back model versions")
     p.add_argument("action", choices=("list", "register", "promote", "rollback"))
-    p.add_argument("name", nargs="?", help="register: model NAME; promote: NAME (newest version) or NAME@VERSION")
+    p.add_argument("name", nargs="?", help="register: model NAME; promote: NAME (its newest version that is not retired) or NAME@VERSION")
     p.add_argument("--all", action="store_true", help="list: every version, not only current ones")
     p.add_argument("--artifact", type=Path, help="register: the artifact directory")
     p.add_argument("--state", default=None, help="register: candidate or baseline (default by method)")

@@ -372,7 +372,7 @@ def write_result_file(results_dir: Path, spec: PairSpec, result: Mapping[str, An
 
 
 def make_default_evaluator(settings: Settings) -> Evaluator:
-    """The real evaluator: ``lpt_core.evaluate.evaluate_artifact`` on the batch's arrays."""
+    """The real evaluator: ``app.evaluator.RealEvaluator`` (lpt_core.evaluate on the batch's arrays)."""
     from app.evaluator import RealEvaluator
 
     return RealEvaluator(settings)

@@ -27,7 +27,7 @@ class Settings:
     incoming_dir: str = "data/incoming"
     models_dir: str = "models"
     results_dir: str = "results"
-    prepared_dir: str = "data/prepared"
+    prepared_dir: str = "data/prepared/target"  # the pipeline's prepared target dataset (dvc.yaml)
     schedule_time: str = "02:30"
     schedule_tz: str = "UTC"
     code_version: str = ""
@@ -101,7 +101,7 @@ class Settings:
 
     @property
     def resolved_code_version(self) -> str:
-        """``code_version`` if set, else lpt_core's version plus the git commit when available."""
+        """``code_version`` if set, else :func:`default_code_version` (lpt_core's version plus a hash of its sources)."""
         return self.code_version or default_code_version()
 
     @property

@@ -38,6 +38,7 @@ from app.db.schema import (
 DEMO_SOURCE = "demo-seed"
 TABLES = ("shift_batches", "models", "model_versions", "model_aliases", "model_events", "job_runs", "eval_runs",
           "metrics", "alerts")
+COUNTED_TABLES = (*TABLES, "estimates", "detections")  # lpt db counts and the dashboard's store summary
 STATE_PRIORITY = {"deployed": 0, "baseline": 1, "candidate": 2, "retired": 3}
 PROMPT_METHODS = ("lpt", "vpt")
 HONESTY = "honesty baseline"
@@ -97,7 +98,7 @@ def store_counts(engine: Engine) -> dict[str, int]:
     present = set(inspect(engine).get_table_names())
     counts: dict[str, int] = {}
     with engine.connect() as conn:
-        for table in TABLES:
+        for table in COUNTED_TABLES:
             counts[table] = (
                 int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
                 if table in present else 0

@@ -19,7 +19,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     cap_torch_threads()
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     m = measure(args.models, args.data, args.shifts, raw_root=raw, alpha=args.alpha,
-                clean_batches=args.clean_batches, per_class=args.per_class, methods=methods)  # fmt: skip
+                clean_batches=args.clean_batches, per_class=args.per_class,
+                reference_per_class=args.reference_per_class, methods=methods)  # fmt: skip
     for name, table in summary_tables(m).items():
         print(f"\n{name}\n{table.to_string()}")
     if args.out is not None:
@@ -45,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--alpha", type=float, default=0.05)
     m.add_argument("--clean-batches", type=int, default=20, help="disjoint clean batches for the false-alarm rate")
     m.add_argument("--per-class", type=int, default=100, help="held-out images per class in each clean batch")
+    m.add_argument("--reference-per-class", type=int, default=400,
+                   help="images per class of the labelled held-out reference the service's reference is compared with")
     m.add_argument("--out", type=Path, default=None, help="Markdown file whose measured block is replaced")
     m.add_argument("--json", type=Path, default=None, help="every row as JSON")
     m.set_defaults(func=_cmd_measure)

@@ -30,8 +30,9 @@ class BackboneUnavailableError(RuntimeError):
 def _unavailable_message(name: str, reason: str) -> str:
     return (
         f"backbone {name!r} weights are unavailable ({reason}). Options: pass a local weights file "
-        "with --backbone-weights PATH (weights=PATH); or set HF_HUB_OFFLINE=0 on a machine with "
-        "internet so timm can download them; or set `pretrained: false` for a random init."
+        "with --backbone-weights PATH (weights=PATH; for training, `python -m lpt_core.pipeline.import_backbone "
+        "--name NAME --weights PATH --out DIR` and paths.backbone: DIR); or set HF_HUB_OFFLINE=0 on a machine "
+        "with internet so timm can download them; or set `pretrained: false` for a random init."
     )
 
 

@@ -45,7 +45,7 @@ def test_trend_chart_draws_event_rules_only_when_given() -> None:
 def test_views_on_a_store_without_tables(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
     flt = views.ResultFilter()
-    assert views.store_counts(engine) == dict.fromkeys(views.TABLES, 0)
+    assert views.store_counts(engine) == dict.fromkeys(views.COUNTED_TABLES, 0)
     assert not views.has_results(engine)
     assert views.filter_options(engine)["datasets"] == []
     for frame in (views.model_overview(engine, flt), views.shift_cells(engine, flt),

@@ -93,17 +93,19 @@ def test_ingest_stage_loaded_every_result(pipeline_repo: Path, repro) -> None:
 def test_monitoring_measure_on_the_pipeline_models(pipeline_repo: Path, sh, repro, tmp_path: Path) -> None:
     report = tmp_path / "MON.md"
     report.write_text("# Monitoring\n\n<!-- monitoring:start -->\nold\n<!-- monitoring:end -->\n", encoding="utf-8")
-    sh("lpt", "monitoring", "measure", "--methods", "lpt,linear", "--clean-batches", "2", "--per-class", "3",
+    sh("lpt", "monitoring", "measure", "--methods", "lpt,linear", "--clean-batches", "2", "--per-class", "3", "--reference-per-class", "2",
        "--out", str(report), "--json", str(tmp_path / "mon.json"))
     doc = json.loads((tmp_path / "mon.json").read_text())
     errors = pd.DataFrame(doc["errors"])
     assert set(errors["method"]) == {"lpt", "linear"}
-    assert set(errors["reference"]) == {"weighted to the deployment prior", "unweighted (train prior)"}
+    assert set(errors["reference"]) == {"validation split, weighted (the service's)", "validation split, unweighted",
+                                        "held-out sample, 2 per class"}
     assert (errors["abs_error"] - (errors["estimate"] - errors["measured"]).abs()).abs().max() < 1e-9
     alarms = pd.DataFrame(doc["alarms"])
-    assert (alarms[alarms["kind"] == "clean"].groupby("method").size() == 2).all()
+    assert (alarms[alarms["kind"] == "clean"].groupby(["method", "reference"]).size() == 2).all()
+    assert set(doc["settings"]["effective_reference_size"]) == {"lpt", "linear"}
     text = report.read_text()
-    assert "old" not in text and "What the prior weighting buys" in text and "lpt monitoring measure" in text
+    assert "old" not in text and "What the reference does" in text and "lpt monitoring measure" in text
 
 
 def test_status_clean_and_second_repro_is_a_no_op(sh, repro) -> None:
