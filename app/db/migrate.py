@@ -11,6 +11,7 @@ cascade), and ``PRAGMA foreign_key_check`` must come back empty before the upgra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 PG_MIGRATION_LOCK = 0x4C50545F4D4947  # "LPT_MIG"
+_ALEMBIC_LOG = logging.getLogger("alembic")
+_ALEMBIC_LOG.setLevel(logging.WARNING)  # its INFO lines (plugins, context) on every command are noise
 
 
 def alembic_config(connection: Connection | None = None):  # noqa: ANN201 - alembic.config.Config
@@ -60,9 +63,13 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         from alembic import command
 
         cfg = alembic_config(conn)
-        if _pre_alembic(conn):
-            command.stamp(cfg, "0001")
-        command.upgrade(cfg, revision)
+        _ALEMBIC_LOG.setLevel(logging.INFO)  # a real migration: say which revisions run
+        try:
+            if _pre_alembic(conn):
+                command.stamp(cfg, "0001")
+            command.upgrade(cfg, revision)
+        finally:
+            _ALEMBIC_LOG.setLevel(logging.WARNING)
     return before, str(current_revision(engine))
 
 

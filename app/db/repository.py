@@ -23,6 +23,8 @@ from app.db.registry import deployed_version, state_of
 from app.db.schema import (
     DEPLOYED,
     Alert,
+    Detection,
+    Estimate,
     EvalRun,
     JobRun,
     Metric,
@@ -250,7 +252,7 @@ def count_rows(session: Session) -> dict[str, int]:
     """Row counts of the main tables (for idempotency checks and status output)."""
     tables = {"shift_batches": ShiftBatch, "models": Model, "model_versions": ModelVersion,
               "model_aliases": ModelAlias, "eval_runs": EvalRun, "metrics": Metric, "job_runs": JobRun,
-              "model_events": ModelEvent, "alerts": Alert}
+              "model_events": ModelEvent, "alerts": Alert, "estimates": Estimate, "detections": Detection}
     return {name: int(session.scalar(select(func.count()).select_from(t)) or 0) for name, t in tables.items()}
 
 
