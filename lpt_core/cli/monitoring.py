@@ -15,6 +15,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from lpt_core.config import read_params
     from lpt_core.pipeline.common import cap_torch_threads
 
+    for flag, value in (("--clean-batches", args.clean_batches), ("--per-class", args.per_class),
+                        ("--reference-per-class", args.reference_per_class)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if not 0.0 < args.alpha < 1.0:
+        raise ValueError(f"--alpha must lie in (0, 1), got {args.alpha}")
     raw = args.raw_root or Path((read_params(args.params).get("paths") or {}).get("target_raw", "."))
     cap_torch_threads()
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
